@@ -1,0 +1,422 @@
+#include "vmcore/monitor.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <thread>
+
+#include "vmcore/boot/cpio.h"
+#include "vmcore/boot/firmware.h"
+#include "vmcore/boot/linux_loader.h"
+#include "vmcore/devices/uart.h"
+#include "vmcore/command_channel.h"
+#include "vmcore/console.h"
+#include "vmcore/cpu_engine.h"
+#include "vmcore/fault_report.h"
+#include "vmcore/kvm/kvm_engine.h"
+#include "vmcore/machine.h"
+
+namespace twoostwo::vmcore {
+
+namespace asio = boost::asio;
+using Clk = std::chrono::steady_clock;
+
+namespace {
+
+Result<std::vector<uint8_t>> read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(fmt::format("{}: cannot open {}", path, what));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) return fail(fmt::format("{}: read error", path));
+  return bytes;
+}
+
+/// Guest RAM: an anonymous private mapping, released on destruction.
+class RamBlock {
+ public:
+  static Result<RamBlock> allocate(uint64_t bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return fail(fmt::format("cannot allocate {} MiB of guest RAM", bytes >> 20));
+    ::madvise(p, bytes, MADV_MERGEABLE);
+    return RamBlock(static_cast<uint8_t*>(p), bytes);
+  }
+  RamBlock(RamBlock&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(o.n_) {}
+  ~RamBlock() {
+    if (p_ != nullptr) ::munmap(p_, n_);
+  }
+  uint8_t* data() const { return p_; }
+  uint64_t size() const { return n_; }
+
+ private:
+  RamBlock(uint8_t* p, uint64_t n) : p_(p), n_(n) {}
+  uint8_t* p_;
+  uint64_t n_;
+};
+
+/// Kicks the CPU engine when the earliest device deadline passes while guest
+/// code runs (a halted CPU waits for deadlines itself).
+class DeadlineTimer {
+ public:
+  DeadlineTimer(Clock& clock, std::function<void()> kick) : clock_(clock), kick_(std::move(kick)) {
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~DeadlineTimer() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  /// Kick at guest time `ns` (replaces the armed deadline).
+  void arm(uint64_t ns) {
+    {
+      std::lock_guard lock(mu_);
+      if (ns == armed_) return;
+      armed_ = ns;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      if (armed_ == TimedDevice::kNever) {
+        cv_.wait(lock);
+        continue;
+      }
+      const uint64_t now = clock_.now_ns();
+      if (now >= armed_) {
+        armed_ = TimedDevice::kNever;
+        kick_();
+        continue;
+      }
+      cv_.wait_for(lock, std::chrono::nanoseconds(armed_ - now));
+    }
+  }
+  Clock& clock_;
+  std::function<void()> kick_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t armed_ = TimedDevice::kNever;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+struct Monitor::Impl {
+  MonitorOptions options;
+  std::unique_ptr<Clock> clock;
+  std::optional<RamBlock> ram;
+  std::unique_ptr<Machine> machine;
+  std::unique_ptr<CpuEngine> engine;
+  std::string engine_note;
+
+  asio::io_context io;
+  std::unique_ptr<Console> console;
+  std::unique_ptr<Console> command_socket;
+  std::unique_ptr<CommandChannel> channel;
+
+  std::atomic<bool> stop{false};
+  std::atomic<bool> guest_shutdown{false};
+  std::condition_variable_any halt_cv;  // waited on with machine->mutex()
+  std::atomic<int> exec_status{kExitOk};
+
+  void kick() {
+    if (engine) engine->kick();
+    halt_cv.notify_all();
+  }
+};
+
+Monitor::Monitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Monitor::~Monitor() = default;
+
+const std::string& Monitor::engine_note() const { return impl_->engine_note; }
+
+void Monitor::request_stop() {
+  impl_->stop = true;
+  impl_->kick();
+}
+
+namespace {
+
+Result<std::unique_ptr<CpuEngine>> make_engine(const MonitorOptions& o, const MachineBindings& b, std::string& note) {
+  EngineChoice choice = o.engine;
+  if (choice == EngineChoice::kAuto) {
+    auto speed = KvmEngine::self_test_speed();
+    if (!speed) {
+      note = fmt::format("cpu engine: emulator (KVM unusable: {})", speed.error().message);
+      choice = EngineChoice::kEmulator;
+    } else if (*speed > o.kvm_max_ns_per_instruction) {
+      note = fmt::format(
+          "cpu engine: emulator (KVM runs guest code at {:.0f} ns/instruction, above the {:.0f} ns threshold: "
+          "a software hypervisor)",
+          *speed, o.kvm_max_ns_per_instruction);
+      choice = EngineChoice::kEmulator;
+    } else {
+      note = fmt::format("cpu engine: kvm ({:.1f} ns/instruction in the self-test)", *speed);
+      choice = EngineChoice::kKvm;
+    }
+  } else {
+    note = choice == EngineChoice::kKvm ? "cpu engine: kvm (requested)" : "cpu engine: emulator (requested)";
+  }
+  if (choice == EngineChoice::kEmulator) {
+    return fail(note + "; but the emulator engine is not part of this build yet (issue 3)");
+  }
+  KvmOptions ko;
+  ko.minimal_cpuid = true;
+  auto kvm = KvmEngine::create(b, ko);
+  if (!kvm) return fail("kvm: " + kvm.error().message);
+  return std::unique_ptr<CpuEngine>(std::move(*kvm));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
+  auto impl = std::make_unique<Impl>();
+  Impl& m = *impl;
+  m.options = o;
+  if (o.clock == ClockChoice::kVirtual) {
+    m.clock = std::make_unique<VirtualClock>();
+  } else {
+    m.clock = std::make_unique<HostClock>();
+  }
+
+  auto ram = RamBlock::allocate(o.memory_mib << 20);
+  if (!ram) return std::unexpected(ram.error());
+  m.ram.emplace(std::move(*ram));
+  const bus::GuestMemory memory(m.ram->data(), m.ram->size());
+
+  // Console (COM1) and command channel (COM2).
+  m.console = std::make_unique<Console>(m.io, [&m](std::string_view in) {
+    std::lock_guard lock(m.machine->mutex());
+    m.machine->com1().receive(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.data()), in.size()));
+  });
+  m.console->echo_to_stdout(o.console_stdout);
+  if (!o.console_log.empty()) {
+    if (auto r = m.console->open_log(o.console_log); !r) return std::unexpected(r.error());
+  }
+  if (!o.console_socket.empty()) {
+    if (auto r = m.console->listen(o.console_socket); !r) return std::unexpected(r.error());
+  }
+  auto to_com2 = [&m](std::string_view in) {
+    std::lock_guard lock(m.machine->mutex());
+    m.machine->com2().receive(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(in.data()), in.size()));
+  };
+  m.channel = std::make_unique<CommandChannel>(to_com2);
+  if (!o.command_socket.empty()) {
+    m.command_socket = std::make_unique<Console>(m.io, to_com2);
+    if (auto r = m.command_socket->listen(o.command_socket); !r) return std::unexpected(r.error());
+  }
+
+  MachineConfig mc;
+  mc.memory = memory;
+  mc.clock = m.clock.get();
+  mc.com1_output = [&m](std::span<const uint8_t> b) { m.console->output(b); };
+  mc.com2_output = [&m](std::span<const uint8_t> b) {
+    m.channel->feed(b);
+    if (m.command_socket) m.command_socket->output(b);
+  };
+  mc.on_reset = [&m] {
+    m.guest_shutdown = true;
+    m.kick();
+  };
+  mc.on_intr = [&m] { m.kick(); };
+  auto machine = Machine::create(std::move(mc));
+  if (!machine) return std::unexpected(machine.error());
+  m.machine = std::move(*machine);
+
+  MachineBindings bindings;
+  bindings.memory = memory;
+  bindings.io = &m.machine->io_bus();
+  bindings.mmio = &m.machine->mmio_bus();
+  bindings.pic = &m.machine->pic();
+  bindings.clock = m.clock.get();
+  bindings.lock_devices = [&m] { m.machine->mutex().lock(); };
+  bindings.unlock_devices = [&m] { m.machine->mutex().unlock(); };
+  // Load the guest.
+  CpuState entry;
+  std::optional<boot::FirmwareInfo> rom;
+  if (!o.bios.empty()) {
+    auto image = read_file(o.bios, "firmware image");
+    if (!image) return std::unexpected(image.error());
+    auto fw = boot::load_firmware(memory, *image, o.bios);
+    if (!fw) return std::unexpected(fw.error());
+    rom = std::move(*fw);
+    entry = rom->entry;
+  } else {
+    auto kernel = read_file(o.kernel, "kernel");
+    if (!kernel) return std::unexpected(kernel.error());
+    auto bz = boot::parse_bzimage(*kernel, o.kernel);
+    if (!bz) return std::unexpected(bz.error());
+    std::vector<uint8_t> initrd;
+    if (!o.initrd.empty()) {
+      auto r = read_file(o.initrd, "initrd");
+      if (!r) return std::unexpected(r.error());
+      initrd = std::move(*r);
+    }
+    std::vector<uint8_t> node_archive;
+    if (!o.node_config.empty()) {
+      auto conf = read_file(o.node_config, "node configuration");
+      if (!conf) return std::unexpected(conf.error());
+      auto archive = boot::node_config_archive(std::string_view(reinterpret_cast<const char*>(conf->data()), conf->size()));
+      if (!archive) return std::unexpected(archive.error());
+      node_archive = std::move(*archive);
+    }
+    boot::LinuxBootOptions lo;
+    lo.command_line = o.append.empty() ? o.cmdline : o.cmdline + " " + o.append;
+    lo.initrd = initrd;
+    lo.extra_initrd = node_archive;
+    lo.entry = boot::EntryKind::kAuto;
+    lo.decompress_on_host = o.host_decompress;
+    auto info = boot::load_linux(memory, *bz, *kernel, lo);
+    if (!info) return std::unexpected(info.error());
+    for (const auto& n : info->notes) fmt::print(stderr, "twoostwo-vmm: {}\n", n);
+    entry = info->entry;
+  }
+  auto engine = make_engine(o, bindings, m.engine_note);
+  if (!engine) return std::unexpected(engine.error());
+  m.engine = std::move(*engine);
+
+  if (rom) {
+    auto* kvm = dynamic_cast<KvmEngine*>(m.engine.get());
+    if (kvm == nullptr) return fail("--bios: the " + std::string(m.engine->name()) + " engine cannot map a ROM yet");
+    if (auto r = kvm->add_rom(rom->rom_address, rom->rom); !r) return std::unexpected(r.error());
+  }
+  if (auto r = m.engine->set_state(entry); !r) return std::unexpected(r.error());
+  return std::unique_ptr<Monitor>(new Monitor(std::move(impl)));
+}
+
+int Monitor::run() {
+  Impl& m = *impl_;
+  fmt::print(stderr, "twoostwo-vmm: {}: {}\n", m.options.name, m.engine_note);
+
+  // I/O thread: console sockets, signals, periodic log flushing.
+  asio::signal_set signals(m.io, SIGTERM, SIGINT, SIGHUP);
+  signals.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) request_stop();
+  });
+  asio::steady_timer flush_timer(m.io);
+  std::function<void()> flush_loop = [&] {
+    flush_timer.expires_after(std::chrono::milliseconds(200));
+    flush_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      m.console->flush();
+      flush_loop();
+    });
+  };
+  flush_loop();
+  auto work = asio::make_work_guard(m.io);
+  std::thread io_thread([&] { m.io.run(); });
+
+  // --exec: wait for the agent, run the commands, then stop the VM.
+  std::thread exec_thread;
+  if (!m.options.exec.empty()) {
+    exec_thread = std::thread([this, &m] {
+      auto name = m.channel->wait_ready(m.options.ready_timeout);
+      if (!name) {
+        if (!m.stop) {
+          fmt::print(stderr, "twoostwo-vmm: the guest agent was not ready within {} s\n",
+                     m.options.ready_timeout.count());
+          m.exec_status = kExitTimeout;
+        }
+        request_stop();
+        return;
+      }
+      for (const auto& cmd : m.options.exec) {
+        auto status = m.channel->exec(
+            cmd,
+            [](std::string_view out) {
+              std::fwrite(out.data(), 1, out.size(), stdout);
+              std::fflush(stdout);
+            },
+            m.options.exec_timeout);
+        if (!status) {
+          fmt::print(stderr, "twoostwo-vmm: exec '{}': {}\n", cmd, status.error().message);
+          m.exec_status = kExitTimeout;
+          break;
+        }
+        m.exec_status = *status;
+      }
+      request_stop();
+    });
+  }
+
+  // Block the signals on this thread so that SIGTERM reaches the I/O thread's
+  // signal_set only; the engine uses its own signal to leave KVM_RUN.
+  int status = kExitOk;
+  {
+    DeadlineTimer timer(*m.clock, [&m] { m.engine->kick(); });
+    while (!m.stop && !m.guest_shutdown) {
+      uint64_t deadline;
+      {
+        std::lock_guard lock(m.machine->mutex());
+        m.machine->advance_time(m.clock->now_ns());
+        deadline = m.machine->next_deadline_ns();
+      }
+      timer.arm(deadline);
+      const RunResult r = m.engine->run();
+      if (r.reason == StopReason::kHalt && !r.detail.empty()) {
+        // HLT with interrupts disabled (and no NMI source): the guest has
+        // stopped for good; wait for SIGTERM rather than spin.
+        fmt::print(stderr, "twoostwo-vmm: {}: the guest halted with interrupts disabled ({})\n", m.options.name,
+                   r.detail);
+        std::unique_lock lock(m.machine->mutex());
+        m.halt_cv.wait(lock, [&] { return m.stop || m.guest_shutdown; });
+      } else if (r.reason == StopReason::kHalt) {
+        std::unique_lock lock(m.machine->mutex());
+        while (!m.stop && !m.guest_shutdown && !m.machine->pic().interrupt_pending()) {
+          m.machine->advance_time(m.clock->now_ns());
+          if (m.machine->pic().interrupt_pending()) break;
+          const uint64_t next = m.machine->next_deadline_ns();
+          if (m.clock->is_virtual()) {
+            if (next == TimedDevice::kNever) break;  // nothing will ever wake the guest
+            m.clock->skip_to(next);
+            continue;
+          }
+          if (next == TimedDevice::kNever) {
+            m.halt_cv.wait(lock);
+          } else {
+            const uint64_t now = m.clock->now_ns();
+            if (next > now) m.halt_cv.wait_for(lock, std::chrono::nanoseconds(next - now));
+          }
+        }
+      } else if (r.reason == StopReason::kShutdown) {
+        m.guest_shutdown = true;
+      } else if (r.reason == StopReason::kTripleFault || r.reason == StopReason::kFault) {
+        auto state = m.engine->state();
+        const std::string reason =
+            (r.reason == StopReason::kTripleFault ? "triple fault" : "unhandled exit") +
+            (r.detail.empty() ? std::string() : ": " + r.detail);
+        if (state) {
+          fmt::print(stderr, "{}", fault_report(reason, *state, bus::GuestMemory(m.ram->data(), m.ram->size())));
+        } else {
+          fmt::print(stderr, "twoostwo-vmm: fault: {} (registers unavailable: {})\n", reason, state.error().message);
+        }
+        status = kExitFault;
+        break;
+      }
+    }
+  }
+  if (m.guest_shutdown) fmt::print(stderr, "twoostwo-vmm: {}: the guest powered off or reset\n", m.options.name);
+  m.channel->close();
+  if (exec_thread.joinable()) exec_thread.join();
+  m.console->flush();
+  m.io.stop();
+  io_thread.join();
+  if (status == kExitOk && !m.options.exec.empty()) status = m.exec_status;
+  return status;
+}
+
+}  // namespace twoostwo::vmcore
