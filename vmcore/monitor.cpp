@@ -280,6 +280,7 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
     lo.extra_initrd = node_archive;
     lo.entry = boot::EntryKind::kAuto;
     lo.decompress_on_host = o.host_decompress;
+    lo.decompress_cache_dir = o.cache_dir;
     auto info = boot::load_linux(memory, *bz, *kernel, lo);
     if (!info) return std::unexpected(info.error());
     for (const auto& n : info->notes) fmt::print(stderr, "twoostwo-vmm: {}\n", n);
@@ -370,8 +371,13 @@ int Monitor::run() {
       if (r.reason == StopReason::kHalt && !r.detail.empty()) {
         // HLT with interrupts disabled (and no NMI source): the guest has
         // stopped for good; wait for SIGTERM rather than spin.
-        fmt::print(stderr, "twoostwo-vmm: {}: the guest halted with interrupts disabled ({})\n", m.options.name,
-                   r.detail);
+        fmt::print(stderr, "twoostwo-vmm: {}: the guest halted with interrupts disabled\n", m.options.name);
+        if (auto st = m.engine->state()) {
+          fmt::print(stderr, "{}", format_registers(*st));
+          const uint64_t pc = cpu_mode(*st) == CpuMode::kLong64 ? st->rip : ((st->cs.base + st->rip) & 0xFFFFFFFF);
+          fmt::print(stderr, "{}", disassemble(*st, bus::GuestMemory(m.ram->data(), m.ram->size()),
+                                               pc >= 1 ? pc - 1 : pc, 2, pc));
+        }
         std::unique_lock lock(m.machine->mutex());
         m.halt_cv.wait(lock, [&] { return m.stop || m.guest_shutdown; });
       } else if (r.reason == StopReason::kHalt) {
@@ -409,6 +415,7 @@ int Monitor::run() {
       }
     }
   }
+  m.stop = true;  // the exec thread must not report a timeout for a VM that ended
   if (m.guest_shutdown) fmt::print(stderr, "twoostwo-vmm: {}: the guest powered off or reset\n", m.options.name);
   m.channel->close();
   if (exec_thread.joinable()) exec_thread.join();

@@ -36,6 +36,7 @@ struct MonitorOptions {
   EngineChoice engine = EngineChoice::kAuto;
   ClockChoice clock = ClockChoice::kHost;
   bool host_decompress = true;      // decompress an XZ kernel payload on the host
+  std::string cache_dir;            // where decompressed kernels are cached ("" = none)
   std::string console_log;          // file receiving COM1 output
   std::string console_socket;       // Unix socket serving COM1
   bool console_stdout = true;       // echo COM1 output to stdout

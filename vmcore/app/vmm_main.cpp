@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "vmcore/monitor.h"
 
@@ -11,6 +12,11 @@ using namespace twoostwo::vmcore;
 
 int main(int argc, char** argv) {
   MonitorOptions o;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x != '\0') {
+    o.cache_dir = std::string(x) + "/twoostwo";
+  } else if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
+    o.cache_dir = std::string(h) + "/.cache/twoostwo";
+  }
   CLI::App app{
       "twoostwo-vmm: run one x86 virtual machine (a Linux kernel booted directly, or a raw BIOS image).\n"
       "The serial console is COM1 (ttyS0); the guest command channel is COM2 (ttyS1)."};
@@ -53,6 +59,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--no-host-decompress", no_decompress,
                "run the kernel's own decompressor instead of unpacking an XZ payload on the host");
+  app.add_option("--cache-dir", o.cache_dir,
+                 "where kernels decompressed on the host are cached (default $XDG_CACHE_HOME/twoostwo or "
+                 "~/.cache/twoostwo; 'none' disables)");
   app.add_option("--console-log", o.console_log, "write everything the guest prints on COM1 to this file");
   app.add_option("--console-socket", o.console_socket,
                  "serve COM1 on this Unix socket (connect with e.g. `socat - UNIX-CONNECT:PATH`)");
@@ -81,6 +90,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "twoostwo-vmm: nothing to boot: give --kernel FILE (or --bios FILE)\n");
     return kExitSetup;
   }
+  if (o.cache_dir == "none") o.cache_dir.clear();
   o.engine = engine == "kvm" ? EngineChoice::kKvm : engine == "emulator" ? EngineChoice::kEmulator
                                                                          : EngineChoice::kAuto;
   o.clock = clock == "virtual" ? ClockChoice::kVirtual : ClockChoice::kHost;

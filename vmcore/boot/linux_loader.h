@@ -145,13 +145,14 @@ struct LinuxBootInfo {
   std::vector<E820Entry> e820;
   /// Host time spent decompressing the payload (0 when not decompressed).
   std::chrono::microseconds decompress_time{0};
-  /// Human-readable remarks for the log: the host decompression result or
-  /// why it fell back to the compressed kernel.
+  /// Human-readable remarks for the log: the decompression cache's use
+  /// ("decompression cache: read/stored PATH"), the host decompression
+  /// result, or why it fell back to the compressed kernel.
   std::vector<std::string> notes;
 };
 
 /// Load `image` (parsed from `kernel_file`, which must be the same bytes)
-/// into `mem` (guest RAM [0, mem.size()), 1 MiB .. 3 GiB) and return the
+/// into `mem` (guest RAM [0, mem.size()), 2 MiB .. 3 GiB) and return the
 /// entry state. Writes, per boot.rst's 32-/64-bit protocols:
 ///  - the zero page at 0x7000: zeroed, then the setup header copied from
 ///    file offset 0x1F1 up to 0x202 + file[0x201] (never the first page
@@ -165,7 +166,7 @@ struct LinuxBootInfo {
 ///  - the command line at 0x20000, the GDT at 0x500, the page tables for
 ///    the 64-bit entry, the kernel and the initrd (see the file comment).
 /// Errors (each naming the kernel file): the kernel bytes differ in size
-/// from the parsed file; RAM below 1 MiB or above 3 GiB; command line longer
+/// from the parsed file; RAM below 2 MiB or above 3 GiB; command line longer
 /// than cmdline_size or containing a NUL; kLong64 asked for a kernel without
 /// XLF_KERNEL_64; RAM too small for the kernel or for kernel + initrd.
 Result<LinuxBootInfo> load_linux(bus::GuestMemory mem, const BzImage& image, std::span<const uint8_t> kernel_file,

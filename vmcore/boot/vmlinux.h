@@ -76,9 +76,10 @@ Result<std::vector<uint8_t>> xz_decompress(std::span<const uint8_t> stream, std:
 Result<Vmlinux> parse_vmlinux_elf(std::vector<uint8_t> bytes, std::string_view what);
 
 /// An optional on-disk cache of decompressed payloads: decoding Debian's
-/// 686 payload takes ~0.5 s of host CPU and the amd64 one ~0.9 s (liblzma
-/// cannot split a single-block .xz stream across threads), and every VM of
-/// a lab boots the same kernel.
+/// 686 payload took 0.4-0.7 s of host CPU on the project's machines and the
+/// amd64 one 0.9-1.4 s (as long as `xz -dc`; liblzma cannot split a
+/// single-block .xz stream across threads), a cache hit ~10 ms, and every
+/// VM of a lab boots the same kernel.
 struct VmlinuxCache {
   /// Directory of the cache files (created when missing).
   std::filesystem::path dir;
