@@ -18,6 +18,7 @@
 #include "vmcore/boot/firmware.h"
 #include "vmcore/boot/linux_loader.h"
 #include "vmcore/devices/uart.h"
+#include "vmcore/emulator/emulator_engine.h"
 #include "vmcore/command_channel.h"
 #include "vmcore/console.h"
 #include "vmcore/cpu_engine.h"
@@ -172,7 +173,9 @@ Result<std::unique_ptr<CpuEngine>> make_engine(const MonitorOptions& o, const Ma
     note = choice == EngineChoice::kKvm ? "cpu engine: kvm (requested)" : "cpu engine: emulator (requested)";
   }
   if (choice == EngineChoice::kEmulator) {
-    return fail(note + "; but the emulator engine is not part of this build yet (issue 3)");
+    auto emulator = EmulatorEngine::create(b, EmulatorOptions{});
+    if (!emulator) return fail("emulator: " + emulator.error().message);
+    return std::unique_ptr<CpuEngine>(std::move(*emulator));
   }
   KvmOptions ko;
   ko.minimal_cpuid = true;

@@ -1,0 +1,302 @@
+#include "vmcore/emulator/emulator_engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "vmcore/emulator/block_cache.h"
+#include "vmcore/emulator/cpu.h"
+#include "vmcore/emulator/decoder.h"
+
+namespace twoostwo::vmcore {
+
+using emu::Block;
+using emu::Cpu;
+using emu::Insn;
+
+namespace {
+constexpr uint64_t kDefaultSlice = 200'000;
+
+const char* vector_name(uint8_t v) {
+  static constexpr const char* kNames[] = {"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#09",
+                                           "#TS", "#NP", "#SS", "#GP", "#PF", "#15", "#MF", "#AC", "#MC", "#XM"};
+  return v < std::size(kNames) ? kNames[v] : "int";
+}
+}  // namespace
+
+struct EmulatorEngine::Impl {
+  Impl(MachineBindings b, const EmulatorOptions& o) : bindings(std::move(b)), options(o), cache(bindings.memory.size()) {}
+
+  MachineBindings bindings;
+  EmulatorOptions options;
+  Cpu cpu;
+  emu::BlockCache cache;
+  emu::Decoder decoder;
+  std::unique_ptr<Block> oneoff;
+  bool virtual_clock = false;
+  uint64_t slice = kDefaultSlice;
+  uint64_t blocks_decoded = 0;
+
+  std::atomic<bool> kick{false};
+  std::atomic<bool> invalidate_pending{false};
+  std::mutex invalidate_mu;
+  std::vector<std::pair<uint64_t, uint64_t>> invalidations;
+  std::atomic<uint64_t> retired{0};
+  std::string last_exception;
+
+  void process_invalidations() {
+    std::vector<std::pair<uint64_t, uint64_t>> todo;
+    {
+      std::lock_guard lock(invalidate_mu);
+      todo.swap(invalidations);
+      invalidate_pending.store(false, std::memory_order_relaxed);
+    }
+    for (const auto& [gpa, len] : todo) cache.invalidate_range(gpa, len);
+  }
+
+  void refresh_irq_hint() {
+    if (bindings.pic == nullptr) return;
+    emu::DeviceLock lock(&bindings);
+    cpu.irq_hint = bindings.pic->interrupt_pending();
+  }
+
+  void take_interrupt() {
+    int vector = -1;
+    {
+      emu::DeviceLock lock(&bindings);
+      if (bindings.pic->interrupt_pending()) vector = bindings.pic->acknowledge();
+      cpu.irq_hint = bindings.pic->interrupt_pending();
+    }
+    if (vector < 0) return;
+    if (options.trace_interrupts) {
+      fmt::print(stderr, "emu: irq vector {:#x} at {:04x}:{:08x}\n", vector, cpu.seg[emu::kCs].selector, cpu.eip);
+    }
+    cpu.halted = false;
+    cpu.deliver({static_cast<uint8_t>(vector), Cpu::EventKind::kExternal, false, 0, cpu.eip});
+  }
+
+  // The jump cache: linear address of a block's first byte -> block, valid
+  // for one Cpu::code_epoch, the decoding mode and the user/supervisor bit
+  // (fetch permission) it was filled with. It saves the TLB lookup and the
+  // hash-table walk for almost every block.
+  struct JumpEntry {
+    uint32_t lin = 0;
+    uint32_t tag = 0;  // epoch << 3 | user << 2 | mode; 0 = empty
+    Block* block = nullptr;
+  };
+  static constexpr unsigned kJumpBits = 13;
+  std::vector<JumpEntry> jump_cache = std::vector<JumpEntry>(size_t{1} << kJumpBits);
+
+  static EMU_INLINE uint32_t jump_index(uint32_t lin) { return (lin ^ (lin >> kJumpBits)) & ((1u << kJumpBits) - 1); }
+  EMU_INLINE uint32_t jump_tag(unsigned mode) const {
+    return (cpu.code_epoch << 3) | (cpu.cpl == 3 ? 4u : 0u) | mode;
+  }
+
+  EMU_INLINE Block* lookup() {
+    Cpu& c = cpu;
+    const emu::SegmentCache& cs = c.seg[emu::kCs];
+    const uint32_t eip = c.eip;
+    const uint32_t lin = cs.base + eip;
+    const unsigned mode = c.decode_mode();
+    const JumpEntry& j = jump_cache[jump_index(lin)];
+    if (EMU_LIKELY(j.lin == lin && j.tag == jump_tag(mode)) && uint64_t{eip} + j.block->byte_len - 1 <= cs.limit) {
+      return j.block;
+    }
+    return lookup_slow(lin, mode);
+  }
+
+  Block* lookup_slow(uint32_t lin, unsigned mode) {
+    Cpu& c = cpu;
+    if (c.code_epoch > (1u << 28)) {
+      // Keep the epoch within the tag's bits: start over with an empty jump cache.
+      std::fill(jump_cache.begin(), jump_cache.end(), JumpEntry{});
+      c.code_epoch = 1;
+    }
+    const emu::SegmentCache& cs = c.seg[emu::kCs];
+    const uint32_t eip = c.eip;
+    if (eip > cs.limit) emu::raise_gp(0);
+    const uint32_t phys = c.translate_fetch(lin);
+    Block* b = cache.find(phys, mode);
+    if (EMU_LIKELY(b != nullptr) && uint64_t{eip} + b->byte_len - 1 <= cs.limit) {
+      jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), b};
+      return b;
+    }
+    if (!c.is_ram(phys, 1)) {
+      throw emu::EngineFault{fmt::format("executing outside RAM: CS:EIP {:04x}:{:08x} is physical {:#x}",
+                                         cs.selector, eip, phys)};
+    }
+    bool cacheable;
+    const uint64_t max_bytes = std::min<uint64_t>(uint64_t{cs.limit} - eip + 1, 0x1000);
+    auto nb = decoder.decode(c, lin, phys, mode, static_cast<uint32_t>(max_bytes), cacheable);
+    ++blocks_decoded;
+    if (cacheable && b == nullptr) {
+      Block* inserted = cache.insert(std::move(nb));
+      if (inserted->cached) jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), inserted};
+      return inserted;
+    }
+    oneoff = std::move(nb);
+    return oneoff.get();
+  }
+
+  void trace_exception(const emu::CpuException& e) {
+    last_exception = fmt::format("{} (vector {}) error {:#x} at {:04x}:{:08x}, cr2 {:#x}", vector_name(e.vector),
+                                 e.vector, e.error, cpu.seg[emu::kCs].selector, cpu.eip, cpu.cr2);
+    if (options.trace_exceptions) fmt::print(stderr, "emu: exception {}\n", last_exception);
+  }
+};
+
+EmulatorEngine::EmulatorEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EmulatorEngine::~EmulatorEngine() = default;
+
+Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings bindings,
+                                                               const EmulatorOptions& options) {
+  const bus::GuestMemory& mem = bindings.memory;
+  if (mem.host_base() == nullptr || mem.size() == 0) return fail("emulator: guest RAM is empty");
+  if (mem.size() > 0xFFFFF000ull) {
+    return fail(fmt::format("emulator: {} MiB of guest RAM does not fit the 32-bit physical address space",
+                            mem.size() >> 20));
+  }
+  EmulatorOptions o = options;
+  if (const char* env = std::getenv("TWOOSTWO_EMU_TRACE"); env != nullptr) {
+    const std::string_view t(env);
+    o.trace_exceptions |= t.find("exception") != std::string_view::npos;
+    o.trace_interrupts |= t.find("interrupt") != std::string_view::npos || t.find("irq") != std::string_view::npos;
+    o.trace_blocks |= t.find("block") != std::string_view::npos;
+  }
+  auto impl = std::make_unique<Impl>(std::move(bindings), o);
+  Impl& m = *impl;
+  m.slice = o.slice_instructions != 0 ? o.slice_instructions : kDefaultSlice;
+  m.cpu.attach_ram(m.bindings.memory.host_base(), static_cast<uint32_t>(m.bindings.memory.size()));
+  m.cpu.code_pages = m.cache.code_pages();
+  m.cpu.bind.machine = &m.bindings;
+  m.cpu.bind.cache = &m.cache;
+  m.cpu.bind.vclock = dynamic_cast<VirtualClock*>(m.bindings.clock);
+  m.virtual_clock = m.cpu.bind.vclock != nullptr;
+  m.cache.attach(&m.cpu);
+  return std::unique_ptr<EmulatorEngine>(new EmulatorEngine(std::move(impl)));
+}
+
+Result<void> EmulatorEngine::set_state(const CpuState& state) {
+  Impl& m = *impl_;
+  if (auto r = emu::from_cpu_state(m.cpu, state); !r) return r;
+  m.cache.flush();
+  m.cache.collect();
+  m.oneoff.reset();
+  return {};
+}
+
+Result<CpuState> EmulatorEngine::state() { return emu::to_cpu_state(impl_->cpu); }
+
+void EmulatorEngine::kick() { impl_->kick.store(true, std::memory_order_release); }
+
+uint64_t EmulatorEngine::instructions_retired() const { return impl_->retired.load(std::memory_order_acquire); }
+
+void EmulatorEngine::invalidate_code(uint64_t gpa, uint64_t length) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.invalidate_mu);
+  m.invalidations.emplace_back(gpa, length);
+  m.invalidate_pending.store(true, std::memory_order_release);
+}
+
+EmulatorCounters EmulatorEngine::counters() const {
+  const Impl& m = *impl_;
+  EmulatorCounters c;
+  c.instructions = m.cpu.icount;
+  c.blocks_decoded = m.blocks_decoded;
+  c.blocks_cached = m.cache.block_count();
+  c.blocks_invalidated = m.cache.invalidated_blocks();
+  c.exceptions = m.cpu.exceptions_delivered;
+  c.interrupts = m.cpu.interrupts_delivered;
+  c.unimplemented = m.decoder.unimplemented().size();
+  return c;
+}
+
+RunResult EmulatorEngine::run() {
+  Impl& m = *impl_;
+  Cpu& c = m.cpu;
+  auto finish = [&](StopReason reason, std::string detail = {}) {
+    c.sync_clock();
+    m.retired.store(c.icount, std::memory_order_release);
+    c.current_block = nullptr;
+    return RunResult{reason, std::move(detail)};
+  };
+  auto halt_result = [&] {
+    return finish(StopReason::kHalt, (c.eflags & emu::kIF) ? "" : "halted with interrupts disabled");
+  };
+  if (!m.virtual_clock && m.kick.exchange(false, std::memory_order_acq_rel)) return finish(StopReason::kKicked);
+  if (m.invalidate_pending.load(std::memory_order_acquire)) m.process_invalidations();
+  m.refresh_irq_hint();
+  if (c.halted && (!(c.eflags & emu::kIF) || !c.irq_hint)) return halt_result();
+
+  const uint64_t slice_end = c.icount + m.slice;
+  const Insn* begin = nullptr;
+  const Insn* cur = nullptr;
+  for (;;) {
+    try {
+      for (;;) {
+        if (EMU_UNLIKELY(c.icount >= slice_end)) return finish(StopReason::kKicked);
+        if (EMU_UNLIKELY(m.invalidate_pending.load(std::memory_order_relaxed))) m.process_invalidations();
+        if (!m.virtual_clock && EMU_UNLIKELY(m.kick.load(std::memory_order_relaxed))) {
+          m.kick.store(false, std::memory_order_relaxed);
+          return finish(StopReason::kKicked);
+        }
+        m.cache.collect();
+        if (c.irq_hint && (c.eflags & emu::kIF) && !c.irq_shadow && m.bindings.pic != nullptr) m.take_interrupt();
+        c.irq_shadow = false;
+        if (EMU_UNLIKELY(c.halted)) return halt_result();
+
+        begin = cur = nullptr;
+        Block* b = m.lookup();
+        if (EMU_UNLIKELY(m.options.trace_blocks)) {
+          fmt::print(stderr, "emu: block {:04x}:{:08x} phys {:#x} ({} insns)\n", c.seg[emu::kCs].selector, c.eip,
+                     b->phys, b->insns.size());
+        }
+        c.current_block = b;
+        c.stop_block = false;
+        begin = cur = b->insns.data();
+        const Insn* const end = begin + b->insns.size();
+        if (EMU_UNLIKELY(c.eflags & emu::kTF)) {
+          // Single-step: one instruction, then a #DB trap (DR6.BS).
+          cur->fn(c, *cur);
+          ++cur;
+          c.icount += 1;
+          begin = cur;
+          c.dr[6] |= 1u << 14;
+          c.deliver({emu::kVecDB, Cpu::EventKind::kException, false, 0, c.eip});
+          continue;
+        }
+        do {
+          cur->fn(c, *cur);
+          ++cur;
+        } while (cur != end && !c.stop_block);
+        c.icount += static_cast<uint64_t>(cur - begin);
+        begin = cur;
+        if (c.halted) {
+          if ((c.eflags & emu::kIF) && c.irq_hint) continue;  // an interrupt is waiting: wake at once
+          return halt_result();
+        }
+      }
+    } catch (const emu::CpuException& e) {
+      c.icount += static_cast<uint64_t>(cur - begin);
+      m.trace_exception(e);
+      try {
+        c.deliver({e.vector, Cpu::EventKind::kException, e.has_error, e.error, c.eip});
+      } catch (const emu::TripleFault& t) {
+        return finish(StopReason::kTripleFault, t.detail + "; first: " + m.last_exception);
+      } catch (const emu::EngineFault& f) {
+        return finish(StopReason::kFault, f.detail);
+      }
+    } catch (const emu::TripleFault& t) {
+      return finish(StopReason::kTripleFault, t.detail);
+    } catch (const emu::EngineFault& f) {
+      return finish(StopReason::kFault, f.detail);
+    }
+  }
+}
+
+}  // namespace twoostwo::vmcore

@@ -1,0 +1,102 @@
+// The built-in x86 emulator engine (DESIGN.md, "Two CPU engines, one
+// machine"; issue 3): an interpreter of an i686-class CPU — real mode,
+// 16/32-bit protected mode with paging (4 KiB and 4 MiB pages, no PAE), the
+// i686 integer instruction set and the x87 FPU, no SSE/MMX — that runs
+// guests where hardware virtualization is missing or unusable.
+//
+// How it runs (vmcore/emulator/):
+// - Instructions are decoded once by Zydis and translated into a compact
+//   form (insn.h: a handler pointer and an operand descriptor), cached in
+//   blocks keyed by guest-physical address and decoding mode
+//   (block_cache.h). Stores into a page with cached code drop its blocks.
+// - Memory goes through segmentation and a software TLB (cpu.h, mmu.cpp);
+//   guest faults are C++ exceptions caught by the block loop in run(), which
+//   delivers them through the IDT/IVT (protection.cpp).
+// - Port I/O and MMIO go to MachineBindings::io / ::mmio under the device
+//   lock, one access at a time. External interrupts are taken from the PIC
+//   between blocks when EFLAGS.IF allows (and after the STI / MOV SS
+//   shadow).
+// - run() returns kKicked after a slice of instructions so the Monitor can
+//   advance its timers, and (host clock) soon after kick(). With the virtual
+//   clock, instructions retired advance the VirtualClock, and kicks are
+//   honoured only at slice ends, so a run is repeatable exactly.
+//
+// Environment: TWOOSTWO_EMU_TRACE=exceptions,interrupts,blocks prints the
+// exceptions and external interrupts delivered and/or every block executed
+// to stderr (slow; for debugging guests).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "vmcore/cpu_engine.h"
+
+namespace twoostwo::vmcore {
+
+struct EmulatorOptions {
+  /// run() returns kKicked after about this many instructions (0: 200,000,
+  /// i.e. 1-2 ms of guest work), so that the Monitor advances its timers.
+  uint64_t slice_instructions = 0;
+  /// Trace to stderr (also enabled by TWOOSTWO_EMU_TRACE, see above).
+  bool trace_exceptions = false;
+  bool trace_interrupts = false;
+  bool trace_blocks = false;
+};
+
+/// Counters since creation (read them while run() is not executing).
+struct EmulatorCounters {
+  uint64_t instructions = 0;        // retired
+  uint64_t blocks_decoded = 0;      // blocks built by the decoder (cached or one-off)
+  uint64_t blocks_cached = 0;       // currently in the cache
+  uint64_t blocks_invalidated = 0;  // dropped by stores into code pages or invalidate_code()
+  uint64_t exceptions = 0;          // exceptions and software interrupts delivered
+  uint64_t interrupts = 0;          // external interrupts delivered
+  uint64_t unimplemented = 0;       // distinct unimplemented mnemonics met (each raised #UD)
+};
+
+class EmulatorEngine final : public CpuEngine {
+ public:
+  /// Build the engine over `bindings` (RAM must be non-empty and below
+  /// 4 GiB; io, mmio, pic and clock may be null in tests: then ports read
+  /// 0xFF, no interrupt arrives, and the TSC counts instructions). The CPU
+  /// starts in the architectural reset state.
+  static Result<std::unique_ptr<EmulatorEngine>> create(MachineBindings bindings,
+                                                        const EmulatorOptions& options = {});
+  ~EmulatorEngine() override;
+  EmulatorEngine(const EmulatorEngine&) = delete;
+  EmulatorEngine& operator=(const EmulatorEngine&) = delete;
+
+  std::string_view name() const override { return "emulator"; }
+
+  /// Load registers (real or 32-bit protected mode; long mode, PAE and V86
+  /// are refused with an error naming them). Drops all decoded code.
+  Result<void> set_state(const CpuState& state) override;
+  Result<CpuState> state() override;
+
+  /// See CpuEngine::run. kHalt: HLT and no interrupt can be taken (detail
+  /// "halted with interrupts disabled" if IF=0); later calls return kHalt
+  /// at once until an interrupt is pending and IF=1. kTripleFault and kFault
+  /// carry a detail naming the cause.
+  RunResult run() override;
+
+  /// Thread-safe and async-signal-safe (an atomic store).
+  void kick() override;
+
+  uint64_t instructions_retired() const override;
+
+  /// Guest RAM [gpa, gpa + length) was changed behind the CPU's back (DMA,
+  /// the loader): drop decoded code there. Thread-safe; takes effect before
+  /// the next block the CPU starts.
+  void invalidate_code(uint64_t gpa, uint64_t length);
+
+  EmulatorCounters counters() const;
+
+ private:
+  struct Impl;
+  explicit EmulatorEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace twoostwo::vmcore
