@@ -346,6 +346,12 @@ int Monitor::run() {
               std::fflush(stdout);
             },
             m.options.exec_timeout);
+        if (!status && m.guest_shutdown) {
+          // The command powered the guest off or rebooted it (`poweroff`):
+          // that is its expected end, not a failure.
+          m.exec_status = kExitOk;
+          break;
+        }
         if (!status) {
           fmt::print(stderr, "twoostwo-vmm: exec '{}': {}\n", cmd, status.error().message);
           m.exec_status = kExitTimeout;

@@ -1,5 +1,7 @@
 #include "vmcore/emulator/block_cache.h"
 
+#include <iterator>
+
 namespace twoostwo::vmcore::emu {
 
 BlockCache::BlockCache(uint64_t ram_size)
@@ -12,7 +14,7 @@ BlockCache::~BlockCache() {
   collect();
 }
 
-Block* BlockCache::insert(std::unique_ptr<Block> block) {
+Block* BlockCache::insert(BlockPtr block) {
   if (count_ >= kMaxBlocks) flush();
   Block* b = block.release();
   const uint32_t page = b->phys >> 12;
@@ -29,9 +31,14 @@ Block* BlockCache::insert(std::unique_ptr<Block> block) {
   table_[h] = b;
   b->page_next = page_head_[page];
   page_head_[page] = b;
-  if (!code_pages_[page]) {
-    code_pages_[page] = 1;
-    if (cpu_ != nullptr) cpu_->protect_code_page(page << 12);
+  mark_code_page(page);
+  if (b->phys2 != Block::kNoPhys2) {
+    const uint32_t page2 = b->phys2 >> 12;
+    if (page2 < page_head_.size()) {
+      b->page_next2 = page_head_[page2];
+      page_head_[page2] = b;
+      mark_code_page(page2);
+    }
   }
   ++count_;
   return b;
@@ -49,16 +56,40 @@ void BlockCache::unlink(Block* b) {
   ++invalidated_;
 }
 
-void BlockCache::invalidate_page(uint32_t page) {
-  if (page >= page_head_.size()) return;
-  Block* b = page_head_[page];
-  page_head_[page] = nullptr;
-  code_pages_[page] = 0;
-  while (b != nullptr) {
-    Block* next = b->page_next;
-    b->page_next = nullptr;
-    unlink(b);
-    b = next;
+void BlockCache::mark_code_page(uint32_t page) {
+  if (!code_pages_[page]) {
+    code_pages_[page] = 1;
+    if (cpu_ != nullptr) cpu_->protect_code_page(page << 12);
+  }
+}
+
+void BlockCache::invalidate_page(uint32_t first_page) {
+  // A block that crosses pages is in the lists of both; dropping it from one
+  // drops the other page's blocks too, so no list keeps a freed block.
+  uint32_t pending[8];
+  unsigned npending = 0;
+  pending[npending++] = first_page;
+  while (npending > 0) {
+    const uint32_t page = pending[--npending];
+    if (page >= page_head_.size()) continue;
+    Block* b = page_head_[page];
+    page_head_[page] = nullptr;
+    code_pages_[page] = 0;
+    while (b != nullptr) {
+      const bool via_second = b->phys2 != Block::kNoPhys2 && (b->phys2 >> 12) == page && (b->phys >> 12) != page;
+      Block* next = via_second ? b->page_next2 : b->page_next;
+      if (!b->dead) {
+        unlink(b);
+        if (b->phys2 != Block::kNoPhys2) {
+          const uint32_t other = via_second ? b->phys >> 12 : b->phys2 >> 12;
+          if (other != page && page_head_[other] != nullptr) {
+            if (npending < std::size(pending)) pending[npending++] = other;
+            else invalidate_page(other);
+          }
+        }
+      }
+      b = next;
+    }
   }
 }
 
@@ -78,7 +109,7 @@ void BlockCache::flush() {
 }
 
 void BlockCache::free_dead() {
-  for (Block* b : dead_) delete b;
+  for (Block* b : dead_) BlockDeleter{}(b);
   dead_.clear();
 }
 

@@ -6,9 +6,9 @@
 // EmulatorEngine::invalidate_code) drops all blocks of that page, so
 // self-modifying and freshly loaded code run correctly.
 //
-// Blocks never cross a page: the decoder ends a block at the page end, and an
-// instruction that crosses into the next page is decoded into a one-off
-// block that is not cached.
+// Blocks end at the page end; an instruction that crosses into the next page
+// is a block of its own, which is listed under both pages (Block::phys2) and
+// is valid only while the next linear page still maps to phys2.
 //
 // Invalidated blocks are unlinked at once but freed only at `collect()`,
 // which the engine calls between blocks, so a block that invalidates itself
@@ -45,7 +45,7 @@ class BlockCache {
   /// Take ownership of `block` and make it findable. Its page becomes a code
   /// page. If the cache is over its size limit, everything else is dropped
   /// first.
-  Block* insert(std::unique_ptr<Block> block);
+  Block* insert(BlockPtr block);
 
   /// Drop every block that starts in the RAM page `page` (a page number).
   void invalidate_page(uint32_t page);
@@ -69,6 +69,7 @@ class BlockCache {
   static constexpr unsigned kBucketBits = 16;
   static EMU_INLINE uint32_t bucket(uint32_t phys) { return (phys * 0x9E3779B1u) >> (32 - kBucketBits); }
   void unlink(Block* b);
+  void mark_code_page(uint32_t page);
   void free_dead();
 
   Cpu* cpu_ = nullptr;

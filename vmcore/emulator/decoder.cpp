@@ -115,7 +115,7 @@ Decoder::Decoder() {
 }
 
 void Decoder::translate(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* ops, unsigned mode,
-                        Block& block, Insn& in) {
+                        Insn& in) {
   Insn base;
   base.len = zi.length;
   base.opsize = static_cast<uint8_t>(zi.operand_width / 8);
@@ -127,7 +127,7 @@ void Decoder::translate(const ZydisDecodedInstruction& zi, const ZydisDecodedOpe
     if (t(d, in) && in.fn != nullptr) return;
   }
   in = base;
-  if (translate_x87(d, in, block) && in.fn != nullptr) return;
+  if (translate_x87(d, in, x87_) && in.fn != nullptr) return;
   in = base;
   in.fn = handler_ud;
   in.flags |= kInsnEndsBlock;
@@ -137,11 +137,11 @@ void Decoder::translate(const ZydisDecodedInstruction& zi, const ZydisDecodedOpe
   }
 }
 
-std::unique_ptr<Block> Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, unsigned mode, uint32_t max_bytes,
-                                       bool& cacheable) {
-  auto block = std::make_unique<Block>();
-  block->phys = phys;
-  block->mode = mode;
+BlockPtr Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, unsigned mode, uint32_t max_bytes,
+                         bool& cacheable) {
+  scratch_.clear();
+  x87_.clear();
+  uint32_t phys2 = Block::kNoPhys2;
   cacheable = true;
   const uint32_t page_left = 0x1000 - (phys & 0xFFF);
   const uint32_t limit = std::min(page_left, max_bytes);
@@ -150,13 +150,12 @@ std::unique_ptr<Block> Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, un
   ZydisDecodedInstruction zi;
   ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
   uint32_t pos = 0;
-  block->insns.reserve(16);
-  while (pos < limit && block->insns.size() < kMaxBlockInsns) {
+  while (pos < limit && scratch_.size() < kMaxBlockInsns) {
     const uint32_t avail = limit - pos;
     ZyanStatus st = ZydisDecoderDecodeFull(&decoders_[mode], code + pos, avail, &zi, ops);
     Insn in;
     if (st == ZYDIS_STATUS_NO_MORE_DATA) {
-      if (!block->insns.empty()) break;  // the instruction starts the next block
+      if (!scratch_.empty()) break;  // the instruction starts the next block
       if (limit == page_left && max_bytes > page_left) {
         // Crosses into the next page: assemble the bytes through the MMU.
         uint8_t buf[ZYDIS_MAX_INSTRUCTION_LENGTH];
@@ -166,16 +165,17 @@ std::unique_ptr<Block> Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, un
         for (uint32_t k = 0; k < more; ++k) {
           buf[avail + k] = cpu.is_ram(next_phys + k, 1) ? cpu.ram()[next_phys + k] : 0xFF;
         }
-        cacheable = false;
+        phys2 = next_phys & ~0xFFFu;
+        if (!cpu.is_ram(phys2, 0x1000)) cacheable = false;
         st = ZydisDecoderDecodeFull(&decoders_[mode], buf, avail + more, &zi, ops);
         if (ZYAN_SUCCESS(st)) {
-          translate(zi, ops, mode, *block, in);
+          translate(zi, ops, mode, in);
         } else {
           in.fn = st == ZYDIS_STATUS_NO_MORE_DATA || st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG ? handler_gp0 : handler_ud;
           in.len = 1;
         }
         in.flags |= kInsnEndsBlock;
-        block->insns.push_back(in);
+        scratch_.push_back(in);
         pos += in.len;
         break;
       }
@@ -183,7 +183,7 @@ std::unique_ptr<Block> Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, un
       in.fn = handler_gp0;
       in.len = 1;
       in.flags |= kInsnEndsBlock;
-      block->insns.push_back(in);
+      scratch_.push_back(in);
       cacheable = false;
       pos += 1;
       break;
@@ -192,16 +192,22 @@ std::unique_ptr<Block> Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, un
       in.fn = st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG ? handler_gp0 : handler_ud;
       in.len = 1;
       in.flags |= kInsnEndsBlock;
-      block->insns.push_back(in);
+      scratch_.push_back(in);
       pos += 1;
       break;
     }
-    translate(zi, ops, mode, *block, in);
-    block->insns.push_back(in);
+    translate(zi, ops, mode, in);
+    scratch_.push_back(in);
     pos += zi.length;
     if (in.flags & kInsnEndsBlock) break;
   }
+  BlockPtr block = Block::create(scratch_);
+  block->phys = phys;
+  block->mode = mode;
+  block->phys2 = phys2;
   block->byte_len = pos;
+  block->x87 = std::move(x87_);
+  x87_ = X87List();
   return block;
 }
 

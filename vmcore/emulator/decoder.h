@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "vmcore/emulator/insn.h"
 
@@ -28,18 +29,18 @@ class Decoder {
   /// block must not be cached: it holds an instruction that crosses into the
   /// next page, or was cut short by `max_bytes`. Raises #PF if an
   /// instruction crossing the page end needs bytes from an unmapped page.
-  std::unique_ptr<Block> decode(Cpu& cpu, uint32_t lin, uint32_t phys, unsigned mode, uint32_t max_bytes,
-                                bool& cacheable);
+  BlockPtr decode(Cpu& cpu, uint32_t lin, uint32_t phys, unsigned mode, uint32_t max_bytes, bool& cacheable);
 
   /// Mnemonics decoded but not implemented (they raise #UD), for reports.
   const std::set<std::string>& unimplemented() const { return unimplemented_; }
 
  private:
   /// Translate one decoded instruction; on failure the Insn raises #UD.
-  void translate(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* ops, unsigned mode, Block& block,
-                 Insn& in);
+  void translate(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* ops, unsigned mode, Insn& in);
 
   ZydisDecoder decoders_[3];
+  std::vector<Insn> scratch_;
+  X87List x87_;
   std::set<std::string> unimplemented_;
 };
 

@@ -37,7 +37,7 @@ struct EmulatorEngine::Impl {
   Cpu cpu;
   emu::BlockCache cache;
   emu::Decoder decoder;
-  std::unique_ptr<Block> oneoff;
+  emu::BlockPtr oneoff;
   bool virtual_clock = false;
   uint64_t slice = kDefaultSlice;
   uint64_t blocks_decoded = 0;
@@ -104,7 +104,8 @@ struct EmulatorEngine::Impl {
     const uint32_t lin = cs.base + eip;
     const unsigned mode = c.decode_mode();
     const JumpEntry& j = jump_cache[jump_index(lin)];
-    if (EMU_LIKELY(j.lin == lin && j.tag == jump_tag(mode)) && uint64_t{eip} + j.block->byte_len - 1 <= cs.limit) {
+    if (EMU_LIKELY(j.lin == lin && j.tag == jump_tag(mode)) &&
+        (cs.limit == 0xFFFFFFFFu || uint64_t{eip} + j.block->byte_len - 1 <= cs.limit)) {
       return j.block;
     }
     return lookup_slow(lin, mode);
@@ -122,7 +123,8 @@ struct EmulatorEngine::Impl {
     if (eip > cs.limit) emu::raise_gp(0);
     const uint32_t phys = c.translate_fetch(lin);
     Block* b = cache.find(phys, mode);
-    if (EMU_LIKELY(b != nullptr) && uint64_t{eip} + b->byte_len - 1 <= cs.limit) {
+    if (EMU_LIKELY(b != nullptr) && uint64_t{eip} + b->byte_len - 1 <= cs.limit &&
+        (b->phys2 == Block::kNoPhys2 || (c.translate_fetch((lin & ~0xFFFu) + 0x1000) & ~0xFFFu) == b->phys2)) {
       jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), b};
       return b;
     }
@@ -131,7 +133,7 @@ struct EmulatorEngine::Impl {
                                          cs.selector, eip, phys)};
     }
     bool cacheable;
-    const uint64_t max_bytes = std::min<uint64_t>(uint64_t{cs.limit} - eip + 1, 0x1000);
+    const uint64_t max_bytes = std::min<uint64_t>(uint64_t{cs.limit} - eip + 1, 0x10000);
     auto nb = decoder.decode(c, lin, phys, mode, static_cast<uint32_t>(max_bytes), cacheable);
     ++blocks_decoded;
     if (cacheable && b == nullptr) {
@@ -151,7 +153,16 @@ struct EmulatorEngine::Impl {
 };
 
 EmulatorEngine::EmulatorEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-EmulatorEngine::~EmulatorEngine() = default;
+EmulatorEngine::~EmulatorEngine() {
+  if (std::getenv("TWOOSTWO_EMU_STATS") != nullptr) {
+    const EmulatorCounters c = counters();
+    fmt::print(stderr,
+               "emu: {} instructions, {} blocks decoded, {} cached, {} invalidated, {} exceptions, {} interrupts, "
+               "{} unimplemented mnemonics\n",
+               c.instructions, c.blocks_decoded, c.blocks_cached, c.blocks_invalidated, c.exceptions, c.interrupts,
+               c.unimplemented);
+  }
+}
 
 Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings bindings,
                                                                const EmulatorOptions& options) {
@@ -254,12 +265,12 @@ RunResult EmulatorEngine::run() {
         Block* b = m.lookup();
         if (EMU_UNLIKELY(m.options.trace_blocks)) {
           fmt::print(stderr, "emu: block {:04x}:{:08x} phys {:#x} ({} insns)\n", c.seg[emu::kCs].selector, c.eip,
-                     b->phys, b->insns.size());
+                     b->phys, b->count);
         }
         c.current_block = b;
         c.stop_block = false;
-        begin = cur = b->insns.data();
-        const Insn* const end = begin + b->insns.size();
+        begin = cur = b->insns();
+        const Insn* const end = begin + b->count;
         if (EMU_UNLIKELY(c.eflags & emu::kTF)) {
           // Single-step: one instruction, then a #DB trap (DR6.BS).
           cur->fn(c, *cur);

@@ -9,6 +9,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <span>
 #include <vector>
 
 #include "vmcore/emulator/cpu.h"
@@ -67,18 +69,54 @@ struct X87Insn {
   ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
 };
 
+struct Block;
+struct BlockDeleter {
+  void operator()(Block* b) const;
+};
+using BlockPtr = std::unique_ptr<Block, BlockDeleter>;
+using X87List = std::vector<std::unique_ptr<X87Insn>>;
+
 /// A straight-line run of decoded instructions within one physical page,
-/// ending at a branch, a mode-changing instruction or the page end.
+/// ending at a branch, a mode-changing instruction or the page end; or a
+/// single instruction that crosses from one page into the next. The
+/// instructions follow the header in the same allocation (one cache line
+/// fetch reaches both).
 struct Block {
   uint32_t phys = 0;        // guest-physical address of the first byte
   uint32_t mode = 0;        // Cpu::decode_mode() it was decoded in
   uint32_t byte_len = 0;    // bytes covered
+  /// A block whose (single) instruction crosses into the next page also
+  /// depends on that page: its physical page address, else kNoPhys2.
+  static constexpr uint32_t kNoPhys2 = 0xFFFFFFFFu;
+  uint32_t phys2 = kNoPhys2;
+  uint32_t count = 0;       // instructions
   bool cached = false;      // in the BlockCache (false: a one-off block)
   bool dead = false;        // invalidated; freed at the next safe point
   Block* hash_next = nullptr;
-  Block* page_next = nullptr;
-  std::vector<Insn> insns;
-  std::vector<std::unique_ptr<X87Insn>> x87;
+  Block* page_next = nullptr;   // in the list of the page of `phys`
+  Block* page_next2 = nullptr;  // in the list of the page of `phys2`
+  X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
+
+  Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
+  const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }
+
+  /// A block holding copies of `code`.
+  static BlockPtr create(std::span<const Insn> code);
 };
+static_assert(sizeof(Block) % alignof(Insn) == 0);
+
+inline BlockPtr Block::create(std::span<const Insn> code) {
+  void* mem = ::operator new(sizeof(Block) + code.size() * sizeof(Insn));
+  auto* b = new (mem) Block();
+  b->count = static_cast<uint32_t>(code.size());
+  Insn* dst = b->insns();
+  for (size_t k = 0; k < code.size(); ++k) new (dst + k) Insn(code[k]);
+  return BlockPtr(b);
+}
+
+inline void BlockDeleter::operator()(Block* b) const {
+  b->~Block();  // Insn is trivially destructible
+  ::operator delete(b);
+}
 
 }  // namespace twoostwo::vmcore::emu

@@ -93,6 +93,6 @@ bool translate_data(const Decoded& d, Insn& in);
 bool translate_control(const Decoded& d, Insn& in);
 bool translate_string(const Decoded& d, Insn& in);
 bool translate_system(const Decoded& d, Insn& in);
-bool translate_x87(const Decoded& d, Insn& in, Block& block);
+bool translate_x87(const Decoded& d, Insn& in, X87List& x87);
 
 }  // namespace twoostwo::vmcore::emu

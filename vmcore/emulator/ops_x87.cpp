@@ -106,7 +106,7 @@ bool is_x87(ZydisMnemonic m) {
 
 }  // namespace
 
-bool translate_x87(const Decoded& d, Insn& in, Block& block) {
+bool translate_x87(const Decoded& d, Insn& in, X87List& x87) {
   if (!is_x87(d.zi.mnemonic)) return false;
   auto x = std::make_unique<X87Insn>();
   x->insn = d.zi;
@@ -125,8 +125,8 @@ bool translate_x87(const Decoded& d, Insn& in, Block& block) {
   const bool op16 = (d.mode == 2) == opsize_prefix;
   if (op16) in.flags |= kInsnOp16;
   else in.flags &= static_cast<uint8_t>(~kInsnOp16);
-  in.imm2 = static_cast<uint32_t>(block.x87.size());
-  block.x87.push_back(std::move(x));
+  in.imm2 = static_cast<uint32_t>(x87.size());
+  x87.push_back(std::move(x));
   in.fn = x87_op;
   return true;
 }
