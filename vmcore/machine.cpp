@@ -16,6 +16,7 @@ namespace {
 CmosConfig cmos_config(const MachineConfig& c) {
   CmosConfig cc;
   cc.ram_bytes = c.memory.size();
+  cc.start_unix_seconds = c.rtc_start_unix_seconds;
   return cc;
 }
 }  // namespace

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 
 #include "vmcore/bus/error.h"
@@ -38,6 +39,9 @@ class PciHost;
 struct MachineConfig {
   bus::GuestMemory memory;
   Clock* clock = nullptr;
+  /// The RTC's time at guest time 0 (seconds since 1970, UTC); unset = the
+  /// host's time. Fixed for repeatable (virtual-clock) runs.
+  std::optional<int64_t> rtc_start_unix_seconds;
   /// Bytes the guest sent on COM1 / COM2 (called with mutex() held).
   std::function<void(std::span<const uint8_t>)> com1_output;
   std::function<void(std::span<const uint8_t>)> com2_output;

@@ -226,6 +226,11 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
   MachineConfig mc;
   mc.memory = memory;
   mc.clock = m.clock.get();
+  if (o.clock == ClockChoice::kVirtual) {
+    // Repeatable runs: the guest must not see the host's wall clock either
+    // (Linux seeds its RNG and hash tables from it). 2026-01-01T00:00:00Z.
+    mc.rtc_start_unix_seconds = 1767225600;
+  }
   mc.com1_output = [&m](std::span<const uint8_t> b) { m.console->output(b); };
   mc.com2_output = [&m](std::span<const uint8_t> b) {
     m.channel->feed(b);
@@ -426,6 +431,10 @@ int Monitor::run() {
   }
   m.stop = true;  // the exec thread must not report a timeout for a VM that ended
   if (m.guest_shutdown) fmt::print(stderr, "twoostwo-vmm: {}: the guest powered off or reset\n", m.options.name);
+  if (const uint64_t n = m.engine->instructions_retired(); n != 0) {
+    fmt::print(stderr, "twoostwo-vmm: {}: {} instructions retired, guest time {:.6f} s\n", m.options.name, n,
+               static_cast<double>(m.clock->now_ns()) / 1e9);
+  }
   m.channel->close();
   if (exec_thread.joinable()) exec_thread.join();
   m.console->flush();
