@@ -2,13 +2,9 @@
 // engine, driven through twoostwo-vmm's COM2 command socket (issue 3,
 // "Shows it works"). One boot serves every check of EmuGuest; this binary is
 // registered as a single CTest test so that it boots once.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,9 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/process.h"
 #include "vmcore/command_channel.h"
-
-extern char** environ;
 
 namespace {
 
@@ -34,55 +29,14 @@ using twoostwo::vmcore::CommandChannel;
 
 const fs::path kGuest = fs::path(TWOOSTWO_GUEST_DIR) / "i386";
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using twoostwo::testing::slurp;
+using twoostwo::testing::TempDir;
 
-/// A twoostwo-vmm process; stdout/stderr go to files in `dir`.
-class Vmm {
+/// twoostwo-vmm with `args`; stdout/stderr captured in `dir`.
+class Vmm : public twoostwo::testing::ChildProcess {
  public:
-  Vmm(const fs::path& dir, std::vector<std::string> args) : err_(dir / "stderr") {
-    args.insert(args.begin(), TWOOSTWO_VMM_PATH);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, (dir / "stdout").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Vmm() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  /// Exit status, 128+signal, or -1 on timeout.
-  int wait(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return -1;
-  }
-  bool running() { return !exited_ && ::waitpid(pid_, nullptr, WNOHANG) == 0; }
-  std::string err() const { return slurp(err_); }
-
- private:
-  fs::path err_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
+  Vmm(const fs::path& dir, std::vector<std::string> args)
+      : ChildProcess(dir, twoostwo::testing::vmm_argv(std::move(args))) {}
 };
 
 /// The host side of the command channel over twoostwo-vmm's --command-socket.
@@ -132,19 +86,6 @@ class Agent {
   int fd_ = -1;
   std::unique_ptr<CommandChannel> channel_;
   std::thread reader_;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "twoostwo-e2e-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
 };
 
 void require_guest_image() {

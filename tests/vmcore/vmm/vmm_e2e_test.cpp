@@ -4,14 +4,9 @@
 // status 0, SIGTERM, and the console socket. (A triple fault's exit and
 // report are covered by KvmEngineTest and FaultReportTest: this machine's
 // nested KVM does not run a firmware image into a triple fault reliably.)
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -22,78 +17,21 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using twoostwo::testing::slurp;
+using twoostwo::testing::TempDir;
 
-class TempDir {
+/// twoostwo-vmm with `args`; stdout/stderr captured in `dir`.
+class VmmProcess : public twoostwo::testing::ChildProcess {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "twoostwo-vmm-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-/// A twoostwo-vmm child with stdout/stderr redirected to files.
-class VmmProcess {
- public:
-  VmmProcess(const TempDir& dir, std::vector<std::string> args) : out_(dir.path() / "stdout"), err_(dir.path() / "stderr") {
-    args.insert(args.begin(), TWOOSTWO_VMM_PATH);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~VmmProcess() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  /// The exit status, or -1 on timeout (the child is then killed), or
-  /// 128+signal if it died of a signal.
-  int wait(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return -1;
-  }
-  void signal(int sig) { ::kill(pid_, sig); }
-  pid_t pid() const { return pid_; }
-  std::string out() const { return slurp(out_); }
-  std::string err() const { return slurp(err_); }
-
- private:
-  fs::path out_, err_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
+  VmmProcess(const TempDir& dir, std::vector<std::string> args)
+      : ChildProcess(dir.path(), twoostwo::testing::vmm_argv(std::move(args))) {}
 };
 
 bool wait_for_text(const fs::path& file, const std::string& text, std::chrono::milliseconds timeout) {
