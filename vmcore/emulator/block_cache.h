@@ -57,6 +57,8 @@ class BlockCache {
   void collect() {
     if (!dead_.empty()) free_dead();
   }
+  /// True if blocks wait to be freed by collect().
+  bool has_dead() const { return !dead_.empty(); }
 
   /// Per RAM page: nonzero if it holds the start of a cached block.
   const uint8_t* code_pages() const { return code_pages_.data(); }

@@ -116,7 +116,7 @@ CpuState to_cpu_state(const Cpu& cpu) {
   CpuState s;
   for (unsigned r = 0; r < 8; ++r) s.gpr[r] = cpu.gpr[r];
   s.rip = cpu.eip;
-  s.rflags = cpu.eflags;
+  s.rflags = cpu.flags_value();
   s.es = to_segment(cpu.seg[kEs]);
   s.cs = to_segment(cpu.seg[kCs]);
   s.ss = to_segment(cpu.seg[kSs]);
@@ -145,6 +145,7 @@ Result<void> from_cpu_state(Cpu& cpu, const CpuState& s) {
   cpu.gpr[kZeroReg] = 0;
   cpu.eip = static_cast<uint32_t>(s.rip);
   cpu.eflags = (static_cast<uint32_t>(s.rflags) & kEflagsSettable) | kEflagsFixed;
+  cpu.lazy_op = Cpu::kLazyNone;
   from_segment(cpu.seg[kEs], s.es);
   from_segment(cpu.seg[kCs], s.cs);
   from_segment(cpu.seg[kSs], s.ss);

@@ -225,7 +225,19 @@ class Cpu {
   // --- architectural registers ------------------------------------------------
   uint32_t gpr[9] = {};  // EAX..EDI, then a constant 0 (kZeroReg)
   uint32_t eip = 0;
+  /// EFLAGS. Its arithmetic bits (CF PF AF ZF SF OF) are valid only while
+  /// lazy_op == kLazyNone: the common ALU instructions record their operands
+  /// instead (lazy flags) and flags() computes the bits when something reads
+  /// them. The other bits (TF IF DF IOPL NT RF VM AC ID) are always valid.
+  /// Read arithmetic bits only through flags() / cond(); an instruction that
+  /// writes some arithmetic bits calls flags() first.
   uint32_t eflags = kEflagsFixed;
+  enum LazyOp : uint8_t { kLazyNone, kLazyAdd, kLazySub, kLazyLogic, kLazyInc, kLazyDec };
+  uint8_t lazy_op = kLazyNone;
+  uint8_t lazy_size = 4;
+  uint8_t lazy_cf = 0;   // kLazyInc/kLazyDec: CF from before (INC/DEC keep it)
+  uint32_t lazy_a = 0;   // first operand, or the result for kLazyLogic (masked to lazy_size)
+  uint32_t lazy_b = 0;   // second operand (masked)
   SegmentCache seg[6];
   SegmentCache ldtr, tr;
   uint32_t gdt_base = 0, idt_base = 0;
@@ -234,6 +246,7 @@ class Cpu {
   uint32_t dr[8] = {0, 0, 0, 0, 0xFFFF0FF0, 0x400, 0xFFFF0FF0, 0x400};
   uint8_t cpl = 0;
   uint64_t tsc_offset = 0;
+  uint64_t last_tsc = 0;  // the last value RDTSC/RDMSR returned
   uint32_t sysenter_cs = 0, sysenter_esp = 0, sysenter_eip = 0;
   Fpu fpu;
 
@@ -244,9 +257,10 @@ class Cpu {
   bool stop_block = false;   // leave the current block after this instruction
   bool fpu_error_hint = false;
   uint64_t icount = 0;       // instructions retired (kept by the engine's block loop)
-  /// Bumped whenever a linear-to-physical translation or a decoded block may
-  /// have gone away (TLB flushes, INVLPG, block invalidation): the engine's
-  /// jump cache (linear address -> block) is valid only within one epoch.
+  /// Bumped whenever a decoded block may have gone away (invalidation, cache
+  /// flush): the engine's jump cache (linear address -> block) and block
+  /// chains are valid only within one epoch. Translations are checked
+  /// separately (code_page_is), so TLB flushes need no bump.
   uint32_t code_epoch = 1;
   uint64_t icount_synced = 0;  // part of icount already given to the virtual clock
   const Block* current_block = nullptr;
@@ -416,6 +430,14 @@ class Cpu {
   /// Translate a linear address for an instruction fetch at the current CPL
   /// (fills the TLB); raises #PF.
   uint32_t translate_fetch(uint32_t lin);
+  /// True if the linear page of `lin` is fetchable at the current CPL and
+  /// maps to the physical page `phys_page` (a TLB hit, or a walk that fills
+  /// the TLB; raises #PF like a fetch).
+  EMU_INLINE bool code_page_is(uint32_t lin, uint32_t phys_page) {
+    const TlbEntry& e = tlb_cur_[(lin >> 12) & (kTlbEntries - 1)];
+    if (EMU_LIKELY(e.read_tag == (lin & ~0xFFFu))) return e.phys_page == phys_page;
+    return (translate_fetch(lin) & ~0xFFFu) == phys_page;
+  }
   /// Translate for a debugger/fault report: no faults, no A/D bits.
   bool peek_translate(uint32_t lin, uint32_t& phys) const;
 
@@ -431,10 +453,103 @@ class Cpu {
   }
 
   // --- flags ----------------------------------------------------------------
+  /// EFLAGS with the arithmetic bits computed (no side effects).
+  EMU_INLINE uint32_t flags_value() const {
+    switch (lazy_op) {
+      case kLazyNone: return eflags;
+      case kLazyAdd: return alu(AluOp::kAdd, lazy_a, lazy_b, lazy_size, eflags).flags;
+      case kLazySub: return alu(AluOp::kSub, lazy_a, lazy_b, lazy_size, eflags).flags;
+      case kLazyLogic: return alu(AluOp::kOr, lazy_a, 0, lazy_size, eflags).flags;
+      case kLazyInc: return inc(lazy_a, lazy_size, (eflags & ~kCF) | lazy_cf).flags;
+      case kLazyDec: return dec(lazy_a, lazy_size, (eflags & ~kCF) | lazy_cf).flags;
+    }
+    return eflags;
+  }
+  /// EFLAGS, materializing pending lazy flags (lazy_op becomes kLazyNone).
+  EMU_INLINE uint32_t flags() {
+    if (lazy_op != kLazyNone) {
+      eflags = flags_value();
+      lazy_op = kLazyNone;
+    }
+    return eflags;
+  }
+  /// CF alone (cheap for every lazy state).
+  EMU_INLINE uint32_t carry() const {
+    const uint32_t m = lazy_size == 1 ? 0xFFu : lazy_size == 2 ? 0xFFFFu : 0xFFFFFFFFu;
+    switch (lazy_op) {
+      case kLazyNone: return eflags & kCF;
+      case kLazyAdd: return ((lazy_a + lazy_b) & m) < lazy_a ? kCF : 0;
+      case kLazySub: return lazy_a < lazy_b ? kCF : 0;
+      case kLazyLogic: return 0;
+      case kLazyInc:
+      case kLazyDec: return lazy_cf;
+    }
+    return 0;
+  }
+  template <LazyOp Op, unsigned S>
+  EMU_INLINE void set_lazy(uint32_t a, uint32_t b) {
+    lazy_op = Op;
+    lazy_size = S;
+    lazy_a = a;
+    lazy_b = b;
+  }
+  /// The Jcc/SETcc/CMOVcc condition `cc` (0..15), straight from the lazy
+  /// operands for CMP/SUB and the logic instructions.
+  EMU_INLINE bool cond(unsigned cc) {
+    if (lazy_op == kLazySub) {
+      const uint32_t a = lazy_a, b = lazy_b;
+      const unsigned shift = 32 - 8 * lazy_size;
+      const auto sa = static_cast<int32_t>(a << shift), sb = static_cast<int32_t>(b << shift);
+      switch (cc) {
+        case 2: return a < b;
+        case 3: return a >= b;
+        case 4: return a == b;
+        case 5: return a != b;
+        case 6: return a <= b;
+        case 7: return a > b;
+        case 12: return sa < sb;
+        case 13: return sa >= sb;
+        case 14: return sa <= sb;
+        case 15: return sa > sb;
+        default: break;
+      }
+    } else if (lazy_op == kLazyLogic) {
+      const bool zero = lazy_a == 0;
+      const bool sign = (lazy_a >> (8 * lazy_size - 1)) & 1;
+      switch (cc) {
+        case 0: case 2: return false;  // OF = CF = 0
+        case 1: case 3: return true;
+        case 4: case 6: return zero;
+        case 5: case 7: return !zero;
+        case 8: case 12: return sign;  // SF (SF != OF with OF = 0)
+        case 9: case 13: return !sign;
+        case 14: return zero || sign;
+        case 15: return !zero && !sign;
+        default: break;
+      }
+    } else if (lazy_op != kLazyNone) {
+      // ADD, INC, DEC: ZF and SF come from the result, CF is cheap.
+      const uint32_t m = lazy_size == 1 ? 0xFFu : lazy_size == 2 ? 0xFFFFu : 0xFFFFFFFFu;
+      const uint32_t r = (lazy_op == kLazyAdd ? lazy_a + lazy_b : lazy_op == kLazyInc ? lazy_a + 1 : lazy_a - 1) & m;
+      const bool sign = (r >> (8 * lazy_size - 1)) & 1;
+      switch (cc) {
+        case 2: return carry() != 0;
+        case 3: return carry() == 0;
+        case 4: return r == 0;
+        case 5: return r != 0;
+        case 6: return carry() != 0 || r == 0;
+        case 7: return carry() == 0 && r != 0;
+        case 8: return sign;
+        case 9: return !sign;
+        default: break;
+      }
+    }
+    return condition(cc, flags());
+  }
   /// Write EFLAGS as POPF/IRET do: only the bits in `mask` change; bit 1
   /// stays set. Marks a pending-interrupt check if IF was turned on.
   void write_eflags(uint32_t value, uint32_t mask) {
-    const uint32_t old = eflags;
+    const uint32_t old = flags();
     eflags = (eflags & ~mask) | (value & mask & kEflagsSettable) | kEflagsFixed;
     if (!(old & kIF) && (eflags & kIF)) stop_block = true;
     if ((old ^ eflags) & kVM) recompute_segments();

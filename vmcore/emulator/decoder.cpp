@@ -14,6 +14,8 @@ namespace twoostwo::vmcore::emu {
 
 void handler_ud(Cpu&, const Insn&) { raise_ud(); }
 
+void handler_block_end(Cpu&, const Insn&) {}
+
 namespace {
 void handler_gp0(Cpu&, const Insn&) { raise_gp(0); }
 }  // namespace
@@ -200,6 +202,13 @@ BlockPtr Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, unsigned mode, u
     scratch_.push_back(in);
     pos += zi.length;
     if (in.flags & kInsnEndsBlock) break;
+  }
+  if (scratch_.empty()) {  // cannot happen (limit >= 1); never hand out an empty block
+    Insn in;
+    in.fn = handler_gp0;
+    in.len = 1;
+    scratch_.push_back(in);
+    cacheable = false;
   }
   BlockPtr block = Block::create(scratch_);
   block->phys = phys;

@@ -41,6 +41,9 @@ struct EmulatorEngine::Impl {
   bool virtual_clock = false;
   uint64_t slice = kDefaultSlice;
   uint64_t blocks_decoded = 0;
+  uint64_t blocks_executed = 0;
+  uint64_t runs = 0;
+  uint64_t run_results[5] = {};  // by StopReason
 
   std::atomic<bool> kick{false};
   std::atomic<bool> invalidate_pending{false};
@@ -82,8 +85,10 @@ struct EmulatorEngine::Impl {
 
   // The jump cache: linear address of a block's first byte -> block, valid
   // for one Cpu::code_epoch, the decoding mode and the user/supervisor bit
-  // (fetch permission) it was filled with. It saves the TLB lookup and the
-  // hash-table walk for almost every block.
+  // it was filled with, and while the linear page still translates to the
+  // block's physical page (checked through the TLB on every use, so TLB
+  // flushes and CR3 switches need not empty it). It saves the hash-table
+  // walk for almost every block.
   struct JumpEntry {
     uint32_t lin = 0;
     uint32_t tag = 0;  // epoch << 3 | user << 2 | mode; 0 = empty
@@ -105,10 +110,36 @@ struct EmulatorEngine::Impl {
     const unsigned mode = c.decode_mode();
     const JumpEntry& j = jump_cache[jump_index(lin)];
     if (EMU_LIKELY(j.lin == lin && j.tag == jump_tag(mode)) &&
-        (cs.limit == 0xFFFFFFFFu || uint64_t{eip} + j.block->byte_len - 1 <= cs.limit)) {
+        (cs.limit == 0xFFFFFFFFu || uint64_t{eip} + j.block->byte_len - 1 <= cs.limit) &&
+        c.code_page_is(lin, j.block->phys & ~0xFFFu)) {
       return j.block;
     }
     return lookup_slow(lin, mode);
+  }
+
+  /// The block at CS:EIP, through `prev`'s chain link when it matches
+  /// (prev: a cached block that just ran to its end, or null).
+  EMU_INLINE Block* next_block(Block* prev, uint32_t prev_lin) {
+    const emu::SegmentCache& cs = cpu.seg[emu::kCs];
+    const uint32_t lin = cs.base + cpu.eip;
+    const uint32_t tag = jump_tag(cpu.decode_mode());
+    if (prev != nullptr && prev->chain_lin == lin && prev->chain_tag == tag) {
+      Block* n = prev->chain;
+      if (cs.limit == 0xFFFFFFFFu || uint64_t{cpu.eip} + n->byte_len - 1 <= cs.limit) {
+        // Within the linear page `prev` was just fetched from, and in its
+        // physical page: the translation was checked when prev was entered
+        // (nothing in prev changed it, or it would have stopped the block).
+        if ((((lin ^ prev_lin) | (n->phys ^ prev->phys)) & ~0xFFFu) == 0) return n;
+        if (cpu.code_page_is(lin, n->phys & ~0xFFFu)) return n;
+      }
+    }
+    Block* b = lookup();
+    if (prev != nullptr && b->cached && b->phys2 == Block::kNoPhys2) {
+      prev->chain = b;
+      prev->chain_lin = lin;
+      prev->chain_tag = tag;
+    }
+    return b;
   }
 
   Block* lookup_slow(uint32_t lin, unsigned mode) {
@@ -125,7 +156,9 @@ struct EmulatorEngine::Impl {
     Block* b = cache.find(phys, mode);
     if (EMU_LIKELY(b != nullptr) && uint64_t{eip} + b->byte_len - 1 <= cs.limit &&
         (b->phys2 == Block::kNoPhys2 || (c.translate_fetch((lin & ~0xFFFu) + 0x1000) & ~0xFFFu) == b->phys2)) {
-      jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), b};
+      // Blocks that cross into a second page are not entered in the jump
+      // cache (its check covers the first page only).
+      if (b->phys2 == Block::kNoPhys2) jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), b};
       return b;
     }
     if (!c.is_ram(phys, 1)) {
@@ -138,7 +171,9 @@ struct EmulatorEngine::Impl {
     ++blocks_decoded;
     if (cacheable && b == nullptr) {
       Block* inserted = cache.insert(std::move(nb));
-      if (inserted->cached) jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), inserted};
+      if (inserted->cached && inserted->phys2 == Block::kNoPhys2) {
+        jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), inserted};
+      }
       return inserted;
     }
     oneoff = std::move(nb);
@@ -157,10 +192,12 @@ EmulatorEngine::~EmulatorEngine() {
   if (std::getenv("TWOOSTWO_EMU_STATS") != nullptr) {
     const EmulatorCounters c = counters();
     fmt::print(stderr,
-               "emu: {} instructions, {} blocks decoded, {} cached, {} invalidated, {} exceptions, {} interrupts, "
-               "{} unimplemented mnemonics\n",
-               c.instructions, c.blocks_decoded, c.blocks_cached, c.blocks_invalidated, c.exceptions, c.interrupts,
+               "emu: {} instructions, {} blocks executed, {} blocks decoded, {} cached, {} invalidated, {} exceptions, "
+               "{} interrupts, {} unimplemented mnemonics\n",
+               c.instructions, c.blocks_executed, c.blocks_decoded, c.blocks_cached, c.blocks_invalidated, c.exceptions, c.interrupts,
                c.unimplemented);
+    fmt::print(stderr, "emu: {} runs ({} returned kHalt, {} kKicked)\n", c.runs, impl_->run_results[0],
+               impl_->run_results[1]);
   }
 }
 
@@ -219,6 +256,8 @@ EmulatorCounters EmulatorEngine::counters() const {
   EmulatorCounters c;
   c.instructions = m.cpu.icount;
   c.blocks_decoded = m.blocks_decoded;
+  c.blocks_executed = m.blocks_executed;
+  c.runs = m.runs;
   c.blocks_cached = m.cache.block_count();
   c.blocks_invalidated = m.cache.invalidated_blocks();
   c.exceptions = m.cpu.exceptions_delivered;
@@ -230,7 +269,9 @@ EmulatorCounters EmulatorEngine::counters() const {
 RunResult EmulatorEngine::run() {
   Impl& m = *impl_;
   Cpu& c = m.cpu;
+  ++m.runs;
   auto finish = [&](StopReason reason, std::string detail = {}) {
+    ++m.run_results[static_cast<int>(reason)];
     c.sync_clock();
     m.retired.store(c.icount, std::memory_order_release);
     c.current_block = nullptr;
@@ -245,8 +286,25 @@ RunResult EmulatorEngine::run() {
   if (c.halted && (!(c.eflags & emu::kIF) || !c.irq_hint)) return halt_result();
 
   const uint64_t slice_end = c.icount + m.slice;
-  const Insn* begin = nullptr;
-  const Insn* cur = nullptr;
+  // The block being run and the EIP it was entered at (for counting the
+  // instructions done when it stops early or faults), or null.
+  const Block* running = nullptr;
+  uint32_t running_eip = 0;
+  // Instructions of `b` done when EIP is `eip`: the index of the instruction
+  // that starts at `eip` (a fault there, or a stop after the one before), or
+  // all of them (the last one ran, possibly a branch).
+  auto done_in = [](const Block* b, uint32_t entry_eip, uint32_t eip) -> uint32_t {
+    const uint32_t off = eip - entry_eip;
+    uint32_t at = 0;
+    const Insn* in = b->insns();
+    for (uint32_t k = 0; k < b->count; ++k) {
+      if (at == off) return k;
+      at += in[k].len;
+    }
+    return b->count;
+  };
+  Block* prev = nullptr;  // the cached block that last ran to its end (for chaining)
+  uint32_t prev_lin = 0;  // the linear address it was entered at
   for (;;) {
     try {
       for (;;) {
@@ -256,44 +314,54 @@ RunResult EmulatorEngine::run() {
           m.kick.store(false, std::memory_order_relaxed);
           return finish(StopReason::kKicked);
         }
-        m.cache.collect();
+        if (EMU_UNLIKELY(m.cache.has_dead())) {
+          m.cache.collect();
+          prev = nullptr;
+        }
         if (c.irq_hint && (c.eflags & emu::kIF) && !c.irq_shadow && m.bindings.pic != nullptr) m.take_interrupt();
         c.irq_shadow = false;
         if (EMU_UNLIKELY(c.halted)) return halt_result();
 
-        begin = cur = nullptr;
-        Block* b = m.lookup();
+        running = nullptr;
+        Block* b = m.next_block(prev, prev_lin);
+        prev = nullptr;
+        const uint32_t entry_lin = c.seg[emu::kCs].base + c.eip;
         if (EMU_UNLIKELY(m.options.trace_blocks)) {
           fmt::print(stderr, "emu: block {:04x}:{:08x} phys {:#x} ({} insns)\n", c.seg[emu::kCs].selector, c.eip,
                      b->phys, b->count);
         }
         c.current_block = b;
-        c.stop_block = false;
-        begin = cur = b->insns();
-        const Insn* const end = begin + b->count;
+        const Insn* const first = b->insns();
+        running = b;
+        running_eip = c.eip;
         if (EMU_UNLIKELY(c.eflags & emu::kTF)) {
-          // Single-step: one instruction, then a #DB trap (DR6.BS).
-          cur->fn(c, *cur);
-          ++cur;
+          // Single-step: one instruction (stop_block keeps next() from
+          // going on), then a #DB trap (DR6.BS).
+          c.stop_block = true;
+          first->fn(c, *first);
+          running = nullptr;
           c.icount += 1;
-          begin = cur;
           c.dr[6] |= 1u << 14;
           c.deliver({emu::kVecDB, Cpu::EventKind::kException, false, 0, c.eip});
           continue;
         }
-        do {
-          cur->fn(c, *cur);
-          ++cur;
-        } while (cur != end && !c.stop_block);
-        c.icount += static_cast<uint64_t>(cur - begin);
-        begin = cur;
+        c.stop_block = false;
+        first->fn(c, *first);  // runs the block: each handler tail-calls the next (ops.h next())
+        running = nullptr;
+        c.icount += EMU_LIKELY(!c.stop_block) ? b->count : done_in(b, running_eip, c.eip);
+        ++m.blocks_executed;
+        if (EMU_LIKELY(!c.stop_block && b->cached)) {
+          prev = b;
+          prev_lin = entry_lin;
+        }
         if (c.halted) {
           if ((c.eflags & emu::kIF) && c.irq_hint) continue;  // an interrupt is waiting: wake at once
           return halt_result();
         }
       }
     } catch (const emu::CpuException& e) {
-      c.icount += static_cast<uint64_t>(cur - begin);
+      if (running != nullptr) c.icount += done_in(running, running_eip, c.eip);
+      running = nullptr;
       m.trace_exception(e);
       try {
         c.deliver({e.vector, Cpu::EventKind::kException, e.has_error, e.error, c.eip});

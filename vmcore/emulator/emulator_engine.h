@@ -9,6 +9,9 @@
 //   form (insn.h: a handler pointer and an operand descriptor), cached in
 //   blocks keyed by guest-physical address and decoding mode
 //   (block_cache.h). Stores into a page with cached code drop its blocks.
+// - A block runs by threaded dispatch: each handler ends by tail-calling the
+//   next instruction's handler (ops.h next()); a sentinel after the last
+//   instruction returns to the block loop.
 // - Memory goes through segmentation and a software TLB (cpu.h, mmu.cpp);
 //   guest faults are C++ exceptions caught by the block loop in run(), which
 //   delivers them through the IDT/IVT (protection.cpp).
@@ -21,9 +24,17 @@
 //   clock, instructions retired advance the VirtualClock, and kicks are
 //   honoured only at slice ends, so a run is repeatable exactly.
 //
+// - Flags are lazy for ADD/SUB/CMP/AND/OR/XOR/TEST/INC/DEC/NEG/CMPS/SCAS/
+//   XADD/CMPXCHG: the operands are kept and EFLAGS is computed (by alu.h)
+//   only when read; Jcc/SETcc/CMOVcc test most conditions straight from the
+//   operands (Cpu::cond).
+// - Blocks are found through a jump cache (linear address -> block, checked
+//   against the TLB) and chained to the block that followed them last time.
+//
 // Environment: TWOOSTWO_EMU_TRACE=exceptions,interrupts,blocks prints the
 // exceptions and external interrupts delivered and/or every block executed
-// to stderr (slow; for debugging guests).
+// to stderr (slow; for debugging guests). TWOOSTWO_EMU_STATS=1 prints the
+// engine's counters (EmulatorCounters) when it is destroyed.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +59,8 @@ struct EmulatorOptions {
 /// Counters since creation (read them while run() is not executing).
 struct EmulatorCounters {
   uint64_t instructions = 0;        // retired
+  uint64_t runs = 0;                // calls of run()
+  uint64_t blocks_executed = 0;     // blocks run to their end or to a stop (not counting faults)
   uint64_t blocks_decoded = 0;      // blocks built by the decoder (cached or one-off)
   uint64_t blocks_cached = 0;       // currently in the cache
   uint64_t blocks_invalidated = 0;  // dropped by stores into code pages or invalidate_code()

@@ -80,7 +80,8 @@ using X87List = std::vector<std::unique_ptr<X87Insn>>;
 /// ending at a branch, a mode-changing instruction or the page end; or a
 /// single instruction that crosses from one page into the next. The
 /// instructions follow the header in the same allocation (one cache line
-/// fetch reaches both).
+/// fetch reaches both), and are followed by a sentinel Insn whose handler
+/// returns to the block loop.
 struct Block {
   uint32_t phys = 0;        // guest-physical address of the first byte
   uint32_t mode = 0;        // Cpu::decode_mode() it was decoded in
@@ -96,6 +97,11 @@ struct Block {
   Block* page_next = nullptr;   // in the list of the page of `phys`
   Block* page_next2 = nullptr;  // in the list of the page of `phys2`
   X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
+  // Chaining: the block that followed this one last time, valid while the
+  // next linear address and jump tag (epoch, CPL 3, mode) match (engine).
+  Block* chain = nullptr;
+  uint32_t chain_lin = 0;
+  uint32_t chain_tag = 0;  // 0: none
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }
@@ -105,12 +111,18 @@ struct Block {
 };
 static_assert(sizeof(Block) % alignof(Insn) == 0);
 
+/// The handler of the sentinel after a block's last instruction: returns to
+/// the engine's block loop (see next() in ops.h).
+void handler_block_end(Cpu& c, const Insn& i);
+
 inline BlockPtr Block::create(std::span<const Insn> code) {
-  void* mem = ::operator new(sizeof(Block) + code.size() * sizeof(Insn));
+  void* mem = ::operator new(sizeof(Block) + (code.size() + 1) * sizeof(Insn));
   auto* b = new (mem) Block();
   b->count = static_cast<uint32_t>(code.size());
   Insn* dst = b->insns();
   for (size_t k = 0; k < code.size(); ++k) new (dst + k) Insn(code[k]);
+  Insn* sentinel = new (dst + code.size()) Insn();
+  sentinel->fn = handler_block_end;
   return BlockPtr(b);
 }
 

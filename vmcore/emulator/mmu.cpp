@@ -58,7 +58,6 @@ void Cpu::set_cr4(uint32_t v) {
 }
 
 void Cpu::flush_tlb(bool include_global) {
-  ++code_epoch;
   unsigned large = 0;
   for (auto& table : tlb_) {
     for (TlbEntry& e : table) {
@@ -75,7 +74,6 @@ void Cpu::flush_tlb(bool include_global) {
 }
 
 void Cpu::invlpg(uint32_t lin) {
-  ++code_epoch;
   const uint32_t page = lin & ~0xFFFu;
   for (auto& table : tlb_) {
     TlbEntry& e = table[(lin >> 12) & (kTlbEntries - 1)];

@@ -18,7 +18,19 @@ inline constexpr uint32_t kMask = S == 1 ? 0xFFu : S == 2 ? 0xFFFFu : 0xFFFFFFFF
 template <unsigned S>
 inline constexpr uint32_t kSignBit = 1u << (S * 8 - 1);
 
-EMU_INLINE void next(Cpu& c, const Insn& i) { c.eip += i.len; }
+/// The end of every handler that falls through to the next instruction:
+/// advance EIP and run the next instruction of the block right here, as a
+/// tail call (threaded dispatch: each handler ends in its own indirect jump,
+/// which predicts better than one shared call site). The block's sentinel
+/// returns to the engine's loop; so does any handler after which the block
+/// must stop (Cpu::stop_block). Handlers that branch do not call next() and
+/// return to the loop. Handlers must call next() last.
+EMU_INLINE void next(Cpu& c, const Insn& i) {
+  c.eip += i.len;
+  if (EMU_UNLIKELY(c.stop_block)) return;
+  const Insn& n = (&i)[1];
+  n.fn(c, n);
+}
 
 template <unsigned S>
 EMU_INLINE uint32_t mem_read(Cpu& c, const Insn& i) {

@@ -11,6 +11,32 @@ enum class Form : uint8_t { kRR, kRM, kMR, kRI, kMI };
 
 // --- binary ALU ---------------------------------------------------------------
 
+// ADD, SUB, CMP, AND, OR and XOR record lazy flags (Cpu::flags()); ADC and
+// SBB read CF and compute their flags at once. Each handler computes the
+// result first, stores it (which may fault), and only then changes EFLAGS.
+template <AluOp Op>
+inline constexpr bool kLazyAlu = Op == AluOp::kAdd || Op == AluOp::kSub || Op == AluOp::kCmp ||
+                                 Op == AluOp::kAnd || Op == AluOp::kOr || Op == AluOp::kXor;
+
+template <AluOp Op, unsigned S>
+EMU_INLINE AluResult alu_compute(Cpu& c, uint32_t a, uint32_t b) {
+  constexpr uint32_t m = kMask<S>;
+  if constexpr (Op == AluOp::kAdd) return {(a + b) & m, 0};
+  else if constexpr (Op == AluOp::kSub || Op == AluOp::kCmp) return {(a - b) & m, 0};
+  else if constexpr (Op == AluOp::kAnd) return {a & b, 0};
+  else if constexpr (Op == AluOp::kOr) return {a | b, 0};
+  else if constexpr (Op == AluOp::kXor) return {a ^ b, 0};
+  else return alu(Op, a, b, S, c.flags());
+}
+
+template <AluOp Op, unsigned S>
+EMU_INLINE void alu_set_flags(Cpu& c, uint32_t a, uint32_t b, const AluResult& r) {
+  if constexpr (Op == AluOp::kAdd) c.set_lazy<Cpu::kLazyAdd, S>(a, b);
+  else if constexpr (Op == AluOp::kSub || Op == AluOp::kCmp) c.set_lazy<Cpu::kLazySub, S>(a, b);
+  else if constexpr (kLazyAlu<Op>) c.set_lazy<Cpu::kLazyLogic, S>(r.value, 0);
+  else c.eflags = r.flags;
+}
+
 template <AluOp Op, unsigned S, Form F>
 void alu_op(Cpu& c, const Insn& i) {
   constexpr bool kWrites = Op != AluOp::kCmp;
@@ -20,18 +46,18 @@ void alu_op(Cpu& c, const Insn& i) {
     if constexpr (F == Form::kRR) b = c.reg<S>(i.r2);
     else if constexpr (F == Form::kRM) b = mem_read<S>(c, i);
     else b = i.imm;
-    const AluResult r = alu(Op, a, b, S, c.eflags);
+    const AluResult r = alu_compute<Op, S>(c, a, b);
     if constexpr (kWrites) c.set_reg<S>(i.r1, r.value);
-    c.eflags = r.flags;
+    alu_set_flags<Op, S>(c, a, b, r);
   } else {
     const uint32_t ea = effective_address(c, i);
     const uint32_t a = kWrites ? c.read_for_write<S>(i.seg, ea) : c.read<S>(i.seg, ea);
     uint32_t b;
     if constexpr (F == Form::kMR) b = c.reg<S>(i.r2);
     else b = i.imm;
-    const AluResult r = alu(Op, a, b, S, c.eflags);
+    const AluResult r = alu_compute<Op, S>(c, a, b);
     if constexpr (kWrites) c.write<S>(i.seg, ea, r.value);
-    c.eflags = r.flags;
+    alu_set_flags<Op, S>(c, a, b, r);
   }
   next(c, i);
 }
@@ -83,7 +109,7 @@ void test_op(Cpu& c, const Insn& i) {
     a = mem_read<S>(c, i);
     b = i.imm;
   }
-  c.eflags = test(a, b, S, c.eflags).flags;
+  c.set_lazy<Cpu::kLazyLogic, S>(a & b, 0);
   next(c, i);
 }
 template <unsigned S>
@@ -110,14 +136,20 @@ void unary_op(Cpu& c, const Insn& i) {
   } else {
     a = c.reg<S>(i.r1);
   }
-  AluResult r;
-  if constexpr (K == Unary::kInc) r = inc(a, S, c.eflags);
-  else if constexpr (K == Unary::kDec) r = dec(a, S, c.eflags);
-  else if constexpr (K == Unary::kNeg) r = neg(a, S, c.eflags);
-  else r = AluResult{~a & kMask<S>, c.eflags};
-  if constexpr (Mem) c.write<S>(i.seg, ea, r.value);
-  else c.set_reg<S>(i.r1, r.value);
-  c.eflags = r.flags;
+  uint32_t r;
+  if constexpr (K == Unary::kInc) r = (a + 1) & kMask<S>;
+  else if constexpr (K == Unary::kDec) r = (a - 1) & kMask<S>;
+  else if constexpr (K == Unary::kNeg) r = (0 - a) & kMask<S>;
+  else r = ~a & kMask<S>;
+  if constexpr (Mem) c.write<S>(i.seg, ea, r);  // before the flags change: it may fault
+  else c.set_reg<S>(i.r1, r);
+  if constexpr (K == Unary::kInc || K == Unary::kDec) {
+    const uint8_t cf = static_cast<uint8_t>(c.carry());
+    c.set_lazy<K == Unary::kInc ? Cpu::kLazyInc : Cpu::kLazyDec, S>(a, 0);
+    c.lazy_cf = cf;
+  } else if constexpr (K == Unary::kNeg) {
+    c.set_lazy<Cpu::kLazySub, S>(0, a);
+  }
   next(c, i);
 }
 template <Unary K, unsigned S>
@@ -138,12 +170,12 @@ void shift_op(Cpu& c, const Insn& i) {
     const uint32_t ea = effective_address(c, i);
     const uint32_t a = c.read_for_write<S>(i.seg, ea);
     if (count != 0) {
-      const AluResult r = shift(Op, a, count, S, c.eflags);
+      const AluResult r = shift(Op, a, count, S, c.flags());
       c.write<S>(i.seg, ea, r.value);
       c.eflags = r.flags;
     }
   } else if (count != 0) {
-    const AluResult r = shift(Op, c.reg<S>(i.r1), count, S, c.eflags);
+    const AluResult r = shift(Op, c.reg<S>(i.r1), count, S, c.flags());
     c.set_reg<S>(i.r1, r.value);
     c.eflags = r.flags;
   }
@@ -185,7 +217,7 @@ void double_shift(Cpu& c, const Insn& i) {
     a = c.reg<S>(i.r1);
   }
   if (count != 0) {
-    const AluResult r = Left ? shld(a, src, count, S, c.eflags) : shrd(a, src, count, S, c.eflags);
+    const AluResult r = Left ? shld(a, src, count, S, c.flags()) : shrd(a, src, count, S, c.flags());
     if constexpr (Mem) c.write<S>(i.seg, ea, r.value);
     else c.set_reg<S>(i.r1, r.value);
     c.eflags = r.flags;
@@ -220,7 +252,7 @@ template <bool Signed, unsigned S, bool Mem>
 void mul_op(Cpu& c, const Insn& i) {
   const uint32_t b = rm_value<S, Mem>(c, i);
   const uint32_t a = c.reg<S>(kEax * 4);
-  const MulResult r = Signed ? imul(a, b, S, c.eflags) : mul(a, b, S, c.eflags);
+  const MulResult r = Signed ? imul(a, b, S, c.flags()) : mul(a, b, S, c.flags());
   if constexpr (S == 1) c.set_reg<2>(kEax * 4, r.lo);  // alu.h: the whole 16-bit product in lo
   else write_pair<S>(c, r.lo, r.hi);
   c.eflags = r.flags;
@@ -239,7 +271,7 @@ void div_op(Cpu& c, const Insn& i) {
     hi = c.reg<S>(kEdx * 4);
   }
   const std::optional<DivResult> r =
-      Signed ? idiv(lo, hi, divisor, S, c.eflags) : div(lo, hi, divisor, S, c.eflags);
+      Signed ? idiv(lo, hi, divisor, S, c.flags()) : div(lo, hi, divisor, S, c.flags());
   if (!r) raise(kVecDE);
   write_pair<S>(c, r->quotient, r->remainder);
   c.eflags = r->flags;
@@ -262,7 +294,7 @@ void imul_op(Cpu& c, const Insn& i) {
   if constexpr (Mem) b = mem_read<S>(c, i);
   else b = c.reg<S>(i.r2);
   const uint32_t a = Three ? i.imm2 : c.reg<S>(i.r1);
-  const AluResult r = imul_trunc(a, b, S, c.eflags);
+  const AluResult r = imul_trunc(a, b, S, c.flags());
   c.set_reg<S>(i.r1, r.value);
   c.eflags = r.flags;
   next(c, i);
@@ -289,11 +321,11 @@ void bit_op(Cpu& c, const Insn& i) {
       if (i.flags & kInsnAddr16) ea &= 0xFFFF;
     }
     const uint32_t v = kWrites ? c.read_for_write<S>(i.seg, ea) : c.read<S>(i.seg, ea);
-    const AluResult r = bit_test(Op, v, bit, S, c.eflags);
+    const AluResult r = bit_test(Op, v, bit, S, c.flags());
     if constexpr (kWrites) c.write<S>(i.seg, ea, r.value);
     c.eflags = r.flags;
   } else {
-    const AluResult r = bit_test(Op, c.reg<S>(i.r1), bit, S, c.eflags);
+    const AluResult r = bit_test(Op, c.reg<S>(i.r1), bit, S, c.flags());
     if constexpr (kWrites) c.set_reg<S>(i.r1, r.value);
     c.eflags = r.flags;
   }
@@ -315,7 +347,7 @@ void bitscan_op(Cpu& c, const Insn& i) {
   if constexpr (Mem) src = mem_read<S>(c, i);
   else src = c.reg<S>(i.r2);
   const uint32_t dst = c.reg<S>(i.r1);
-  const AluResult r = Forward ? bsf(dst, src, S, c.eflags) : bsr(dst, src, S, c.eflags);
+  const AluResult r = Forward ? bsf(dst, src, S, c.flags()) : bsr(dst, src, S, c.flags());
   c.set_reg<S>(i.r1, r.value);
   c.eflags = r.flags;
   next(c, i);
@@ -333,16 +365,14 @@ void xadd_op(Cpu& c, const Insn& i) {
   if constexpr (Mem) {
     const uint32_t ea = effective_address(c, i);
     const uint32_t dst = c.read_for_write<S>(i.seg, ea);
-    const AluResult r = alu(AluOp::kAdd, dst, src, S, c.eflags);
-    c.write<S>(i.seg, ea, r.value);
+    c.write<S>(i.seg, ea, (dst + src) & kMask<S>);
     c.set_reg<S>(i.r2, dst);
-    c.eflags = r.flags;
+    c.set_lazy<Cpu::kLazyAdd, S>(dst, src);
   } else {
     const uint32_t dst = c.reg<S>(i.r1);
-    const AluResult r = alu(AluOp::kAdd, dst, src, S, c.eflags);
     c.set_reg<S>(i.r2, dst);
-    c.set_reg<S>(i.r1, r.value);
-    c.eflags = r.flags;
+    c.set_reg<S>(i.r1, (dst + src) & kMask<S>);
+    c.set_lazy<Cpu::kLazyAdd, S>(dst, src);
   }
   next(c, i);
 }
@@ -354,17 +384,15 @@ void cmpxchg_op(Cpu& c, const Insn& i) {
   if constexpr (Mem) {
     const uint32_t ea = effective_address(c, i);
     const uint32_t dst = c.read_for_write<S>(i.seg, ea);
-    const AluResult r = alu(AluOp::kCmp, acc, dst, S, c.eflags);
     // The destination is always written (the locked bus cycle of the SDM).
-    c.write<S>(i.seg, ea, (r.flags & kZF) ? src : dst);
-    if (!(r.flags & kZF)) c.set_reg<S>(kEax * 4, dst);
-    c.eflags = r.flags;
+    c.write<S>(i.seg, ea, acc == dst ? src : dst);
+    if (acc != dst) c.set_reg<S>(kEax * 4, dst);
+    c.set_lazy<Cpu::kLazySub, S>(acc, dst);
   } else {
     const uint32_t dst = c.reg<S>(i.r1);
-    const AluResult r = alu(AluOp::kCmp, acc, dst, S, c.eflags);
-    if (r.flags & kZF) c.set_reg<S>(i.r1, src);
+    if (acc == dst) c.set_reg<S>(i.r1, src);
     else c.set_reg<S>(kEax * 4, dst);
-    c.eflags = r.flags;
+    c.set_lazy<Cpu::kLazySub, S>(acc, dst);
   }
   next(c, i);
 }
@@ -378,6 +406,7 @@ void cmpxchg8b_op(Cpu& c, const Insn& i) {
   uint32_t lo, hi;
   std::memcpy(&lo, buf, 4);
   std::memcpy(&hi, buf + 4, 4);
+  c.flags();
   if (lo == c.gpr[kEax] && hi == c.gpr[kEdx]) {
     std::memcpy(buf, &c.gpr[kEbx], 4);
     std::memcpy(buf + 4, &c.gpr[kEcx], 4);
@@ -398,10 +427,10 @@ template <int K>
 void bcd_op(Cpu& c, const Insn& i) {
   const uint32_t ax = c.gpr[kEax] & 0xFFFF;
   AluResult r;
-  if constexpr (K == 0) r = daa(ax, c.eflags);
-  else if constexpr (K == 1) r = das(ax, c.eflags);
-  else if constexpr (K == 2) r = aaa(ax, c.eflags);
-  else r = aas(ax, c.eflags);
+  if constexpr (K == 0) r = daa(ax, c.flags());
+  else if constexpr (K == 1) r = das(ax, c.flags());
+  else if constexpr (K == 2) r = aaa(ax, c.flags());
+  else r = aas(ax, c.flags());
   if constexpr (K <= 1) c.set_reg<1>(0, r.value);  // DAA/DAS change AL only
   else c.set_reg<2>(0, r.value);
   c.eflags = r.flags;
@@ -409,7 +438,7 @@ void bcd_op(Cpu& c, const Insn& i) {
 }
 
 void aam_op(Cpu& c, const Insn& i) {
-  const std::optional<AluResult> r = aam(c.gpr[kEax] & 0xFFFF, static_cast<uint8_t>(i.imm), c.eflags);
+  const std::optional<AluResult> r = aam(c.gpr[kEax] & 0xFFFF, static_cast<uint8_t>(i.imm), c.flags());
   if (!r) raise(kVecDE);
   c.set_reg<2>(0, r->value);
   c.eflags = r->flags;
@@ -417,7 +446,7 @@ void aam_op(Cpu& c, const Insn& i) {
 }
 
 void aad_op(Cpu& c, const Insn& i) {
-  const AluResult r = aad(c.gpr[kEax] & 0xFFFF, static_cast<uint8_t>(i.imm), c.eflags);
+  const AluResult r = aad(c.gpr[kEax] & 0xFFFF, static_cast<uint8_t>(i.imm), c.flags());
   c.set_reg<2>(0, r.value);
   c.eflags = r.flags;
   next(c, i);

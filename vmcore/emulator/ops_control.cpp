@@ -14,7 +14,7 @@ void jmp_rel(Cpu& c, const Insn& i) {
 }
 template <bool Op16>
 void jcc(Cpu& c, const Insn& i) {
-  if (condition(i.aux, c.eflags)) branch_to(c, c.eip + i.len + i.imm, Op16);
+  if (c.cond(i.aux)) branch_to(c, c.eip + i.len + i.imm, Op16);
   else c.eip += i.len;
 }
 template <unsigned S, bool Mem>
@@ -92,8 +92,8 @@ void loop_op(Cpu& c, const Insn& i) {
     count = --c.gpr[kEcx];
   }
   bool taken = count != 0;
-  if constexpr (Kind == 1) taken = taken && (c.eflags & kZF);
-  if constexpr (Kind == 2) taken = taken && !(c.eflags & kZF);
+  if constexpr (Kind == 1) taken = taken && c.cond(4);
+  if constexpr (Kind == 2) taken = taken && c.cond(5);
   if (taken) branch_to(c, c.eip + i.len + i.imm, Op16);
   else c.eip += i.len;
 }
@@ -111,7 +111,7 @@ void int3(Cpu& c, const Insn& i) {
   c.deliver({kVecBP, Cpu::EventKind::kSoftwareException, false, 0, c.eip + i.len});
 }
 void into(Cpu& c, const Insn& i) {
-  if (c.eflags & kOF) {
+  if (c.flags() & kOF) {
     c.deliver({kVecOF, Cpu::EventKind::kSoftwareException, false, 0, c.eip + i.len});
   } else {
     c.eip += i.len;

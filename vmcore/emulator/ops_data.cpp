@@ -168,7 +168,7 @@ void popa(Cpu& c, const Insn& i) {
 template <unsigned S>
 void pushf(Cpu& c, const Insn& i) {
   if (c.v86() && c.iopl() < 3) raise_gp(0);
-  c.push<S>(c.eflags & ~(kVM | kRF));
+  c.push<S>(c.flags() & ~(kVM | kRF));
   next(c, i);
 }
 template <unsigned S>
@@ -249,22 +249,23 @@ void cdq(Cpu& c, const Insn& i) {
   next(c, i);
 }
 void lahf(Cpu& c, const Insn& i) {
-  c.set_reg<1>(1, (c.eflags & (kSF | kZF | kAF | kPF | kCF)) | 2);
+  c.set_reg<1>(1, (c.flags() & (kSF | kZF | kAF | kPF | kCF)) | 2);
   next(c, i);
 }
 void sahf(Cpu& c, const Insn& i) {
   const uint32_t ah = (c.gpr[kEax] >> 8) & 0xFF;
   constexpr uint32_t kMaskFlags = kSF | kZF | kAF | kPF | kCF;
-  c.eflags = (c.eflags & ~kMaskFlags) | (ah & kMaskFlags);
+  c.eflags = (c.flags() & ~kMaskFlags) | (ah & kMaskFlags);
   next(c, i);
 }
 template <uint32_t Clear, uint32_t Set, uint32_t Toggle>
 void flag_op(Cpu& c, const Insn& i) {
-  c.eflags = ((c.eflags & ~Clear) | Set) ^ Toggle;
+  const uint32_t f = ((Clear | Set | Toggle) & kArithFlags) ? c.flags() : c.eflags;
+  c.eflags = ((f & ~Clear) | Set) ^ Toggle;
   next(c, i);
 }
 void salc(Cpu& c, const Insn& i) {
-  c.set_reg<1>(0, (c.eflags & kCF) ? 0xFF : 0);
+  c.set_reg<1>(0, c.carry() ? 0xFF : 0);
   next(c, i);
 }
 void xlat(Cpu& c, const Insn& i) {
@@ -276,7 +277,7 @@ void xlat(Cpu& c, const Insn& i) {
 
 template <bool Mem>
 void setcc(Cpu& c, const Insn& i) {
-  const uint32_t v = condition(i.aux, c.eflags) ? 1 : 0;
+  const uint32_t v = c.cond(i.aux) ? 1 : 0;
   if constexpr (Mem) mem_write<1>(c, i, v);
   else c.set_reg<1>(i.r1, v);
   next(c, i);
@@ -284,7 +285,7 @@ void setcc(Cpu& c, const Insn& i) {
 template <unsigned S, bool Mem>
 void cmovcc(Cpu& c, const Insn& i) {
   const uint32_t v = Mem ? mem_read<S>(c, i) : c.reg<S>(i.r2);  // memory is read either way
-  if (condition(i.aux, c.eflags)) c.set_reg<S>(i.r1, v);
+  if (c.cond(i.aux)) c.set_reg<S>(i.r1, v);
   next(c, i);
 }
 

@@ -19,6 +19,15 @@ constexpr uint32_t kRepChunk = 1u << 16;
 
 enum RepKind : unsigned { kNoRep = 0, kRepE = 1, kRepNe = 2 };
 
+// Stop a REP instruction after a chunk, EIP left on it so that it resumes.
+// Each chunk counts as one retired instruction (the block loop counts only
+// instructions whose EIP moved on), so the slice and the virtual clock
+// advance during a long REP.
+EMU_INLINE void yield_chunk(Cpu& c) {
+  c.stop_block = true;
+  ++c.icount;
+}
+
 template <bool A16>
 EMU_INLINE uint32_t index_reg(const Cpu& c, unsigned r) {
   return A16 ? (c.gpr[r] & 0xFFFF) : c.gpr[r];
@@ -101,7 +110,7 @@ void movs(Cpu& c, const Insn& i) {
       const uint32_t count = count_reg<A16>(c);
       if (count == 0) break;
       if (budget == 0) {
-        c.stop_block = true;
+        yield_chunk(c);
         return;
       }
       if (!(c.eflags & kDF)) {
@@ -153,7 +162,7 @@ void stos(Cpu& c, const Insn& i) {
       const uint32_t count = count_reg<A16>(c);
       if (count == 0) break;
       if (budget == 0) {
-        c.stop_block = true;
+        yield_chunk(c);
         return;
       }
       if (!(c.eflags & kDF)) {
@@ -185,7 +194,7 @@ void lods(Cpu& c, const Insn& i) {
       const uint32_t count = count_reg<A16>(c);
       if (count == 0) break;
       if (budget-- == 0) {
-        c.stop_block = true;
+        yield_chunk(c);
         return;
       }
       c.set_reg<S>(0, c.read<S>(i.seg, index_reg<A16>(c, kEsi)));
@@ -205,7 +214,7 @@ void compare_string(Cpu& c, const Insn& i) {
     if constexpr (Cmps) a = c.read<S>(i.seg, index_reg<A16>(c, kEsi));
     else a = c.reg<S>(0);
     const uint32_t b = c.read<S>(kEs, index_reg<A16>(c, kEdi));
-    c.eflags = alu(AluOp::kCmp, a, b, S, c.eflags).flags;
+    c.set_lazy<Cpu::kLazySub, S>(a, b);
     const int32_t d = step<S>(c);
     if constexpr (Cmps) advance_reg<A16>(c, kEsi, d);
     advance_reg<A16>(c, kEdi, d);
@@ -218,12 +227,12 @@ void compare_string(Cpu& c, const Insn& i) {
       const uint32_t count = count_reg<A16>(c);
       if (count == 0) break;
       if (budget-- == 0) {
-        c.stop_block = true;
+        yield_chunk(c);
         return;
       }
       one();
       set_count<A16>(c, count - 1);
-      const bool zf = c.eflags & kZF;
+      const bool zf = c.lazy_a == c.lazy_b;  // ZF of the CMP just done
       if ((R == kRepE && !zf) || (R == kRepNe && zf)) break;
     }
   }
@@ -252,7 +261,7 @@ void ins(Cpu& c, const Insn& i) {
       const uint32_t count = count_reg<A16>(c);
       if (count == 0) break;
       if (budget-- == 0) {
-        c.stop_block = true;
+        yield_chunk(c);
         return;
       }
       one();
@@ -279,7 +288,7 @@ void outs(Cpu& c, const Insn& i) {
       const uint32_t count = count_reg<A16>(c);
       if (count == 0) break;
       if (budget-- == 0) {
-        c.stop_block = true;
+        yield_chunk(c);
         return;
       }
       one();

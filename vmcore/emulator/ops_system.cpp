@@ -2,6 +2,8 @@
 // LLDT/SLDT/LTR/STR, LAR/LSL/VERR/VERW/ARPL, MOV CRn/DRn, LMSW/SMSW, CLTS,
 // INVD/WBINVD/INVLPG, CPUID, RDTSC, RDMSR/WRMSR, RDPMC, SYSENTER/SYSEXIT,
 // UD2 — and the CPU's port I/O and time stamp counter.
+#include <algorithm>
+
 #include "vmcore/emulator/ops.h"
 
 namespace twoostwo::vmcore::emu {
@@ -40,7 +42,10 @@ uint64_t Cpu::read_tsc() {
   sync_clock();
   const MachineBindings* m = bind.machine;
   const uint64_t ns = (m != nullptr && m->clock != nullptr) ? m->clock->now_ns() : icount;
-  return ns + tsc_offset;
+  // Strictly increasing, as on hardware, even between two reads within one
+  // block (the instruction count and the virtual clock advance per block).
+  last_tsc = std::max(ns + tsc_offset, last_tsc + 1);
+  return last_tsc;
 }
 
 namespace {
@@ -95,9 +100,9 @@ void sti(Cpu& c, const Insn& i) {
 }
 void hlt(Cpu& c, const Insn& i) {
   require_cpl0(c);
-  next(c, i);
   c.halted = true;
   c.stop_block = true;
+  next(c, i);
 }
 
 // --- descriptor tables ------------------------------------------------------------------
@@ -193,6 +198,7 @@ void lar_lsl(Cpu& c, const Insn& i) {
     }
   }
   if (ok) ok = privilege_ok(c, sel, d);
+  c.flags();
   if (ok) {
     const uint32_t v = i.aux == 0 ? (d.hi & 0x00F0FF00u) : d.limit();
     c.set_reg<S>(i.r1, v);
@@ -212,6 +218,7 @@ void verr_verw(Cpu& c, const Insn& i) {
   bool ok = peek_descriptor(c, sel, d) && d.s();
   if (ok) ok = i.aux == 0 ? d.readable() : d.writable();
   if (ok) ok = privilege_ok(c, sel, d);
+  c.flags();
   if (ok) c.eflags |= kZF;
   else c.eflags &= ~kZF;
   next(c, i);
@@ -223,6 +230,7 @@ void arpl(Cpu& c, const Insn& i) {
   const uint32_t ea = Mem ? effective_address(c, i) : 0;
   const uint32_t dst = Mem ? c.read_for_write<2>(i.seg, ea) : c.reg<2>(i.r1);
   const uint32_t src = c.reg<2>(i.r2);
+  c.flags();
   if ((dst & 3) < (src & 3)) {
     const uint32_t v = (dst & ~3u) | (src & 3);
     if constexpr (Mem) c.write<2>(i.seg, ea, v);
@@ -357,6 +365,7 @@ void wrmsr(Cpu& c, const Insn& i) {
     case kMsrTsc: {
       const uint64_t now = c.read_tsc() - c.tsc_offset;
       c.tsc_offset = v - now;
+      c.last_tsc = v;
       break;
     }
     case kMsrApicBase:  // no local APIC: writes are ignored

@@ -71,7 +71,7 @@ void x87_op(Cpu& c, const Insn& i) {
   }
   CpuFpuMemory mem(c);
   uint16_t ax = static_cast<uint16_t>(c.gpr[kEax]);
-  uint32_t flags = c.eflags;
+  uint32_t flags = c.flags();
   const FpuOutcome r = c.fpu.execute(x.insn, x.ops, ctx, mem, &ax, &flags);
   switch (r) {
     case FpuOutcome::kOk:

@@ -505,7 +505,7 @@ void Cpu::deliver_once(const Event& ev) {
     if (uint32_t{v} * 4 + 3 > idt_limit) raise_gp(0);
     const uint32_t off = read_lin_priv(idt_base + v * 4u, 2, Priv::kSys);
     const auto sel = static_cast<uint16_t>(read_lin_priv(idt_base + v * 4u + 2, 2, Priv::kSys));
-    const uint32_t top = push_frame(*this, seg[kSs], sp(), 2, {eflags & 0xFFFF, seg[kCs].selector, ev.return_eip},
+    const uint32_t top = push_frame(*this, seg[kSs], sp(), 2, {flags() & 0xFFFF, seg[kCs].selector, ev.return_eip},
                                     Priv::kSys, 0);
     set_sp(top);
     eflags &= ~(kIF | kTF | kAC | kRF);
@@ -549,7 +549,7 @@ void Cpu::deliver_once(const Event& ev) {
   const unsigned size = gate32 ? 4 : 2;
   uint32_t target = gate.gate_offset();
   if (!gate32) target &= 0xFFFF;
-  const uint32_t old_flags = eflags;
+  const uint32_t old_flags = flags();
 
   if (!cd.conforming() && cd.dpl() < cpl) {
     // Inter-privilege: stack from the TSS.
@@ -622,7 +622,7 @@ void Cpu::task_switch(uint16_t sel, Descriptor d, TaskSource src, uint32_t next_
   if (src == TaskSource::kCall || src == TaskSource::kInterrupt) write_lin_priv(nb, 2, tr.selector, Priv::kSys);
 
   // 2. Save the current state in the old TSS.
-  uint32_t saved_flags = eflags;
+  uint32_t saved_flags = flags();
   if (src == TaskSource::kIret) saved_flags &= ~kNT;
   const uint32_t ob = tr.base;
   if (old32) {
@@ -663,6 +663,7 @@ void Cpu::task_switch(uint16_t sel, Descriptor d, TaskSource src, uint32_t next_
   if (!new32) flags = (eflags & 0xFFFF0000u) | (flags & 0xFFFF);
   if (src == TaskSource::kCall || src == TaskSource::kInterrupt) flags |= kNT;
   eflags = (flags & kEflagsSettable) | kEflagsFixed;
+  lazy_op = kLazyNone;
   if (eflags & kVM) throw EngineFault{"task switch into virtual-8086 mode: V86 mode is not implemented"};
   stop_block = true;
 
