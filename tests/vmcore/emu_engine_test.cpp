@@ -193,6 +193,56 @@ TEST(EmuEngine, RunReturnsPeriodicallyWithoutKicks) {
   EXPECT_LT(ran, 10100u);
 }
 
+TEST(EmuEngine, ChainedBlocksAreCountedExactly) {
+  // mov cx, 1000; L: inc ax; dec cx; jnz L; hlt -- the loop block chains to
+  // itself, and every instruction is retired exactly once.
+  Rig rig;
+  rig.load(0x1000, {0xB9, 0xE8, 0x03, 0x40, 0x49, 0x75, 0xFC, 0xF4});
+  ASSERT_TRUE(rig.engine->set_state(real_mode_entry(0x1000)));
+  const RunResult r = rig.run_until_stop();
+  EXPECT_EQ(r.reason, StopReason::kHalt);
+  auto s = rig.engine->state();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->gpr[kRax] & 0xFFFF, 1000u);
+  EXPECT_EQ(s->gpr[kRcx] & 0xFFFF, 0u);
+  EXPECT_EQ(rig.engine->instructions_retired(), 1u + 3u * 1000u + 1u);
+  const EmulatorCounters c = rig.engine->counters();
+  // The block loop runs once per kChainBudget (64) chained blocks.
+  EXPECT_GE(c.blocks_chained, 1000u * 64 / 65 - 2);
+  EXPECT_LE(c.blocks_chained, c.blocks_executed);
+}
+
+TEST(EmuEngine, AnInterruptStopsAChainedLoop) {
+  // cli-free endless loop "L: inc ax; jmp L" with IF=1: an interrupt raised
+  // from another thread is taken although the block chains to itself.
+  FakePic pic;
+  Rig rig(&pic);
+  // IVT[0x20] -> 0000:2000, where the handler halts with IF clear.
+  const std::vector<uint8_t> ivt = {0x00, 0x20, 0x00, 0x00};
+  std::memcpy(rig.ram.data() + 0x20 * 4, ivt.data(), ivt.size());
+  rig.load(0x2000, {0xFA, 0xF4});                 // cli; hlt
+  rig.load(0x1000, {0xFB, 0x40, 0xEB, 0xFD});     // sti; L: inc ax; jmp L
+  ASSERT_TRUE(rig.engine->set_state(real_mode_entry(0x1000)));
+  std::thread raiser([&] {
+    std::this_thread::sleep_for(20ms);
+    pic.raise(0x20);
+    rig.engine->kick();  // as the Monitor does after a device raised a line
+  });
+  RunResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  do {
+    r = rig.engine->run();
+  } while (r.reason == StopReason::kKicked && std::chrono::steady_clock::now() - t0 < 5s);
+  raiser.join();
+  EXPECT_EQ(r.reason, StopReason::kHalt);
+  EXPECT_EQ(r.detail, "halted with interrupts disabled");
+  EXPECT_EQ(pic.acknowledged.load(), 1u);
+  auto s = rig.engine->state();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->rip, 0x2002u);
+  EXPECT_GT(s->gpr[kRax] & 0xFFFF, 0u);
+}
+
 TEST(EmuEngine, ExternalInterruptsWakeAHaltedGuest) {
   FakePic pic;
   Rig rig(&pic);

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -40,6 +41,7 @@ namespace twoostwo::vmcore::emu {
 
 class BlockCache;
 struct Block;
+struct JumpEntry;
 
 // ---------------------------------------------------------------------------
 // Constants (Intel SDM vol. 3, 2.3 and 2.5; vol. 1, 3.4.3)
@@ -263,8 +265,24 @@ class Cpu {
   /// separately (code_page_is), so TLB flushes need no bump.
   uint32_t code_epoch = 1;
   uint64_t icount_synced = 0;  // part of icount already given to the virtual clock
-  const Block* current_block = nullptr;
+  const Block* current_block = nullptr;  // the block running (null: none, or counted by end_block)
   CpuBindings bind;
+
+  // --- block chaining (chain.h) ------------------------------------------------
+  // A block that ends in a near branch or runs off its end goes on to the
+  // next block directly (end_block) while nothing needs the engine's loop;
+  // these fields are the loop's state that this path needs.
+  uint32_t block_eip = 0;         // EIP at which current_block was entered
+  uint32_t block_lin = 0;         // its linear address
+  uint64_t slice_end = 0;         // icount at which the loop must get control back
+  uint32_t chain_budget = 0;      // blocks that may still chain before the loop runs
+  /// Set by other threads (kick, code invalidation) to make end_block return
+  /// to the loop; the loop clears it before it looks at why.
+  std::atomic<bool> exit_request{false};
+  const Block* chain_from = nullptr;  // the block that ended last, counted (for the loop's chaining)
+  uint32_t chain_from_lin = 0;
+  JumpEntry* jump_cache = nullptr;    // the engine's jump cache (chain.h)
+  uint64_t blocks_chained = 0;
 
   // Per-CPU counters for reports.
   uint64_t unimplemented_count = 0;

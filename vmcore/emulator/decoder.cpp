@@ -14,7 +14,7 @@ namespace twoostwo::vmcore::emu {
 
 void handler_ud(Cpu&, const Insn&) { raise_ud(); }
 
-void handler_block_end(Cpu&, const Insn&) {}
+void handler_block_end(Cpu& c, const Insn&) { end_block(c); }
 
 namespace {
 void handler_gp0(Cpu&, const Insn&) { raise_gp(0); }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vmcore/emulator/block_cache.h"
+#include "vmcore/emulator/chain.h"
 #include "vmcore/emulator/cpu.h"
 #include "vmcore/emulator/decoder.h"
 
@@ -83,70 +84,32 @@ struct EmulatorEngine::Impl {
     cpu.deliver({static_cast<uint8_t>(vector), Cpu::EventKind::kExternal, false, 0, cpu.eip});
   }
 
-  // The jump cache: linear address of a block's first byte -> block, valid
-  // for one Cpu::code_epoch, the decoding mode and the user/supervisor bit
-  // it was filled with, and while the linear page still translates to the
-  // block's physical page (checked through the TLB on every use, so TLB
-  // flushes and CR3 switches need not empty it). It saves the hash-table
-  // walk for almost every block.
-  struct JumpEntry {
-    uint32_t lin = 0;
-    uint32_t tag = 0;  // epoch << 3 | user << 2 | mode; 0 = empty
-    Block* block = nullptr;
-  };
-  static constexpr unsigned kJumpBits = 13;
-  std::vector<JumpEntry> jump_cache = std::vector<JumpEntry>(size_t{1} << kJumpBits);
+  // The jump cache (chain.h): Cpu::jump_cache points into it.
+  std::vector<emu::JumpEntry> jump_cache = std::vector<emu::JumpEntry>(emu::kJumpEntries);
 
-  static EMU_INLINE uint32_t jump_index(uint32_t lin) { return (lin ^ (lin >> kJumpBits)) & ((1u << kJumpBits) - 1); }
-  EMU_INLINE uint32_t jump_tag(unsigned mode) const {
-    return (cpu.code_epoch << 3) | (cpu.cpl == 3 ? 4u : 0u) | mode;
-  }
-
-  EMU_INLINE Block* lookup() {
+  /// The block at CS:EIP, through `prev`'s chain slots or the jump cache
+  /// when they know it, else the block cache or the decoder; links it as a
+  /// successor of `prev` (prev: the cached block that just ran to its end,
+  /// entered at linear `prev_lin`, or null).
+  Block* next_block(Block* prev, uint32_t prev_lin) {
     Cpu& c = cpu;
-    const emu::SegmentCache& cs = c.seg[emu::kCs];
-    const uint32_t eip = c.eip;
-    const uint32_t lin = cs.base + eip;
-    const unsigned mode = c.decode_mode();
-    const JumpEntry& j = jump_cache[jump_index(lin)];
-    if (EMU_LIKELY(j.lin == lin && j.tag == jump_tag(mode)) &&
-        (cs.limit == 0xFFFFFFFFu || uint64_t{eip} + j.block->byte_len - 1 <= cs.limit) &&
-        c.code_page_is(lin, j.block->phys & ~0xFFFu)) {
-      return j.block;
-    }
-    return lookup_slow(lin, mode);
-  }
-
-  /// The block at CS:EIP, through `prev`'s chain link when it matches
-  /// (prev: a cached block that just ran to its end, or null).
-  EMU_INLINE Block* next_block(Block* prev, uint32_t prev_lin) {
-    const emu::SegmentCache& cs = cpu.seg[emu::kCs];
-    const uint32_t lin = cs.base + cpu.eip;
-    const uint32_t tag = jump_tag(cpu.decode_mode());
-    if (prev != nullptr && prev->chain_lin == lin && prev->chain_tag == tag) {
-      Block* n = prev->chain;
-      if (cs.limit == 0xFFFFFFFFu || uint64_t{cpu.eip} + n->byte_len - 1 <= cs.limit) {
-        // Within the linear page `prev` was just fetched from, and in its
-        // physical page: the translation was checked when prev was entered
-        // (nothing in prev changed it, or it would have stopped the block).
-        if ((((lin ^ prev_lin) | (n->phys ^ prev->phys)) & ~0xFFFu) == 0) return n;
-        if (cpu.code_page_is(lin, n->phys & ~0xFFFu)) return n;
-      }
-    }
-    Block* b = lookup();
-    if (prev != nullptr && b->cached && b->phys2 == Block::kNoPhys2) {
-      prev->chain = b;
-      prev->chain_lin = lin;
-      prev->chain_tag = tag;
-    }
+    const uint32_t lin = c.seg[emu::kCs].base + c.eip;
+    const uint32_t tag = emu::jump_tag(c);
+    bool from_chain;
+    Block* b = emu::find_block_fast(c, prev, prev_lin, lin, tag, from_chain);
+    if (b == nullptr) b = lookup_slow(lin, c.decode_mode());
+    if (prev != nullptr && !from_chain) emu::link_blocks(prev, b, lin, emu::jump_tag(c));
     return b;
   }
 
   Block* lookup_slow(uint32_t lin, unsigned mode) {
     Cpu& c = cpu;
     if (c.code_epoch > (1u << 28)) {
-      // Keep the epoch within the tag's bits: start over with an empty jump cache.
-      std::fill(jump_cache.begin(), jump_cache.end(), JumpEntry{});
+      // Keep the epoch within the tag's bits: start over with an empty jump
+      // cache and no chains (every block is dropped: a chain slot from an
+      // old epoch could otherwise match again).
+      cache.flush();
+      std::fill(jump_cache.begin(), jump_cache.end(), emu::JumpEntry{});
       c.code_epoch = 1;
     }
     const emu::SegmentCache& cs = c.seg[emu::kCs];
@@ -158,7 +121,7 @@ struct EmulatorEngine::Impl {
         (b->phys2 == Block::kNoPhys2 || (c.translate_fetch((lin & ~0xFFFu) + 0x1000) & ~0xFFFu) == b->phys2)) {
       // Blocks that cross into a second page are not entered in the jump
       // cache (its check covers the first page only).
-      if (b->phys2 == Block::kNoPhys2) jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), b};
+      if (b->phys2 == Block::kNoPhys2) jump_cache[emu::jump_index(lin)] = emu::JumpEntry{lin, emu::jump_tag(c), b};
       return b;
     }
     if (!c.is_ram(phys, 1)) {
@@ -172,7 +135,7 @@ struct EmulatorEngine::Impl {
     if (cacheable && b == nullptr) {
       Block* inserted = cache.insert(std::move(nb));
       if (inserted->cached && inserted->phys2 == Block::kNoPhys2) {
-        jump_cache[jump_index(lin)] = JumpEntry{lin, jump_tag(mode), inserted};
+        jump_cache[emu::jump_index(lin)] = emu::JumpEntry{lin, emu::jump_tag(c), inserted};
       }
       return inserted;
     }
@@ -196,8 +159,8 @@ EmulatorEngine::~EmulatorEngine() {
                "{} interrupts, {} unimplemented mnemonics\n",
                c.instructions, c.blocks_executed, c.blocks_decoded, c.blocks_cached, c.blocks_invalidated, c.exceptions, c.interrupts,
                c.unimplemented);
-    fmt::print(stderr, "emu: {} runs ({} returned kHalt, {} kKicked)\n", c.runs, impl_->run_results[0],
-               impl_->run_results[1]);
+    fmt::print(stderr, "emu: {} runs ({} returned kHalt, {} kKicked); {} blocks entered from the loop, {} chained\n",
+               c.runs, impl_->run_results[0], impl_->run_results[1], impl_->blocks_executed, impl_->cpu.blocks_chained);
   }
 }
 
@@ -223,6 +186,7 @@ Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings b
   m.cpu.code_pages = m.cache.code_pages();
   m.cpu.bind.machine = &m.bindings;
   m.cpu.bind.cache = &m.cache;
+  m.cpu.jump_cache = m.jump_cache.data();
   m.cpu.bind.vclock = dynamic_cast<VirtualClock*>(m.bindings.clock);
   m.virtual_clock = m.cpu.bind.vclock != nullptr;
   m.cache.attach(&m.cpu);
@@ -240,7 +204,10 @@ Result<void> EmulatorEngine::set_state(const CpuState& state) {
 
 Result<CpuState> EmulatorEngine::state() { return emu::to_cpu_state(impl_->cpu); }
 
-void EmulatorEngine::kick() { impl_->kick.store(true, std::memory_order_release); }
+void EmulatorEngine::kick() {
+  impl_->kick.store(true, std::memory_order_release);
+  if (!impl_->virtual_clock) impl_->cpu.exit_request.store(true, std::memory_order_release);
+}
 
 uint64_t EmulatorEngine::instructions_retired() const { return impl_->retired.load(std::memory_order_acquire); }
 
@@ -249,6 +216,7 @@ void EmulatorEngine::invalidate_code(uint64_t gpa, uint64_t length) {
   std::lock_guard lock(m.invalidate_mu);
   m.invalidations.emplace_back(gpa, length);
   m.invalidate_pending.store(true, std::memory_order_release);
+  m.cpu.exit_request.store(true, std::memory_order_release);
 }
 
 EmulatorCounters EmulatorEngine::counters() const {
@@ -256,7 +224,8 @@ EmulatorCounters EmulatorEngine::counters() const {
   EmulatorCounters c;
   c.instructions = m.cpu.icount;
   c.blocks_decoded = m.blocks_decoded;
-  c.blocks_executed = m.blocks_executed;
+  c.blocks_executed = m.blocks_executed + m.cpu.blocks_chained;
+  c.blocks_chained = m.cpu.blocks_chained;
   c.runs = m.runs;
   c.blocks_cached = m.cache.block_count();
   c.blocks_invalidated = m.cache.invalidated_blocks();
@@ -285,14 +254,10 @@ RunResult EmulatorEngine::run() {
   m.refresh_irq_hint();
   if (c.halted && (!(c.eflags & emu::kIF) || !c.irq_hint)) return halt_result();
 
-  const uint64_t slice_end = c.icount + m.slice;
-  // The block being run and the EIP it was entered at (for counting the
-  // instructions done when it stops early or faults), or null.
-  const Block* running = nullptr;
-  uint32_t running_eip = 0;
-  // Instructions of `b` done when EIP is `eip`: the index of the instruction
-  // that starts at `eip` (a fault there, or a stop after the one before), or
-  // all of them (the last one ran, possibly a branch).
+  c.slice_end = c.icount + m.slice;
+  // Instructions of block `b` done when EIP is `eip`: the index of the
+  // instruction that starts at `eip` (a fault there, or a stop after the one
+  // before), or all of them (the last one ran, possibly a branch).
   auto done_in = [](const Block* b, uint32_t entry_eip, uint32_t eip) -> uint32_t {
     const uint32_t off = eip - entry_eip;
     uint32_t at = 0;
@@ -303,14 +268,19 @@ RunResult EmulatorEngine::run() {
     }
     return b->count;
   };
+  // While a block runs, Cpu::current_block is the block not yet counted in
+  // icount and Cpu::block_eip the EIP it was entered at; blocks that chain
+  // (chain.h) count themselves and move both on.
+  c.current_block = nullptr;
   Block* prev = nullptr;  // the cached block that last ran to its end (for chaining)
   uint32_t prev_lin = 0;  // the linear address it was entered at
   for (;;) {
     try {
       for (;;) {
-        if (EMU_UNLIKELY(c.icount >= slice_end)) return finish(StopReason::kKicked);
-        if (EMU_UNLIKELY(m.invalidate_pending.load(std::memory_order_relaxed))) m.process_invalidations();
-        if (!m.virtual_clock && EMU_UNLIKELY(m.kick.load(std::memory_order_relaxed))) {
+        if (EMU_UNLIKELY(c.icount >= c.slice_end)) return finish(StopReason::kKicked);
+        c.exit_request.store(false, std::memory_order_relaxed);  // the reasons are looked at below
+        if (EMU_UNLIKELY(m.invalidate_pending.load(std::memory_order_acquire))) m.process_invalidations();
+        if (!m.virtual_clock && EMU_UNLIKELY(m.kick.load(std::memory_order_acquire))) {
           m.kick.store(false, std::memory_order_relaxed);
           return finish(StopReason::kKicked);
         }
@@ -322,37 +292,43 @@ RunResult EmulatorEngine::run() {
         c.irq_shadow = false;
         if (EMU_UNLIKELY(c.halted)) return halt_result();
 
-        running = nullptr;
         Block* b = m.next_block(prev, prev_lin);
         prev = nullptr;
-        const uint32_t entry_lin = c.seg[emu::kCs].base + c.eip;
         if (EMU_UNLIKELY(m.options.trace_blocks)) {
           fmt::print(stderr, "emu: block {:04x}:{:08x} phys {:#x} ({} insns)\n", c.seg[emu::kCs].selector, c.eip,
                      b->phys, b->count);
         }
-        c.current_block = b;
         const Insn* const first = b->insns();
-        running = b;
-        running_eip = c.eip;
+        c.current_block = b;
+        c.block_eip = c.eip;
+        c.block_lin = c.seg[emu::kCs].base + c.eip;
         if (EMU_UNLIKELY(c.eflags & emu::kTF)) {
-          // Single-step: one instruction (stop_block keeps next() from
-          // going on), then a #DB trap (DR6.BS).
+          // Single-step: one instruction (stop_block keeps next() and
+          // end_block() from going on), then a #DB trap (DR6.BS).
           c.stop_block = true;
           first->fn(c, *first);
-          running = nullptr;
+          c.current_block = nullptr;
           c.icount += 1;
           c.dr[6] |= 1u << 14;
           c.deliver({emu::kVecDB, Cpu::EventKind::kException, false, 0, c.eip});
           continue;
         }
         c.stop_block = false;
-        first->fn(c, *first);  // runs the block: each handler tail-calls the next (ops.h next())
-        running = nullptr;
-        c.icount += EMU_LIKELY(!c.stop_block) ? b->count : done_in(b, running_eip, c.eip);
+        c.chain_budget = m.options.trace_blocks ? 0 : emu::kChainBudget;
+        c.chain_from = nullptr;
+        first->fn(c, *first);  // runs the block, and the blocks it chains to (ops.h next(), chain.h)
         ++m.blocks_executed;
-        if (EMU_LIKELY(!c.stop_block && b->cached)) {
-          prev = b;
-          prev_lin = entry_lin;
+        if (const Block* cb = c.current_block; cb != nullptr) {
+          // Stopped early, or ended by an instruction that does not chain.
+          c.current_block = nullptr;
+          c.icount += EMU_LIKELY(!c.stop_block) ? cb->count : done_in(cb, c.block_eip, c.eip);
+          if (EMU_LIKELY(!c.stop_block && cb->cached)) {
+            prev = const_cast<Block*>(cb);
+            prev_lin = c.block_lin;
+          }
+        } else {
+          prev = const_cast<Block*>(c.chain_from);  // counted by end_block()
+          prev_lin = c.chain_from_lin;
         }
         if (c.halted) {
           if ((c.eflags & emu::kIF) && c.irq_hint) continue;  // an interrupt is waiting: wake at once
@@ -360,8 +336,9 @@ RunResult EmulatorEngine::run() {
         }
       }
     } catch (const emu::CpuException& e) {
-      if (running != nullptr) c.icount += done_in(running, running_eip, c.eip);
-      running = nullptr;
+      if (c.current_block != nullptr) c.icount += done_in(c.current_block, c.block_eip, c.eip);
+      c.current_block = nullptr;
+      prev = nullptr;
       m.trace_exception(e);
       try {
         c.deliver({e.vector, Cpu::EventKind::kException, e.has_error, e.error, c.eip});

@@ -61,6 +61,7 @@ struct EmulatorCounters {
   uint64_t instructions = 0;        // retired
   uint64_t runs = 0;                // calls of run()
   uint64_t blocks_executed = 0;     // blocks run to their end or to a stop (not counting faults)
+  uint64_t blocks_chained = 0;      // of those, entered straight from the block before (chain.h)
   uint64_t blocks_decoded = 0;      // blocks built by the decoder (cached or one-off)
   uint64_t blocks_cached = 0;       // currently in the cache
   uint64_t blocks_invalidated = 0;  // dropped by stores into code pages or invalidate_code()

@@ -7,6 +7,7 @@
 #include <Zydis/Zydis.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <new>
@@ -82,26 +83,30 @@ using X87List = std::vector<std::unique_ptr<X87Insn>>;
 /// instructions follow the header in the same allocation (one cache line
 /// fetch reaches both), and are followed by a sentinel Insn whose handler
 /// returns to the block loop.
-struct Block {
+struct alignas(64) Block {
+  // The first cache line holds what running and chaining read.
   uint32_t phys = 0;        // guest-physical address of the first byte
-  uint32_t mode = 0;        // Cpu::decode_mode() it was decoded in
   uint32_t byte_len = 0;    // bytes covered
+  uint32_t count = 0;       // instructions
   /// A block whose (single) instruction crosses into the next page also
   /// depends on that page: its physical page address, else kNoPhys2.
   static constexpr uint32_t kNoPhys2 = 0xFFFFFFFFu;
   uint32_t phys2 = kNoPhys2;
-  uint32_t count = 0;       // instructions
-  bool cached = false;      // in the BlockCache (false: a one-off block)
+  // Chaining (chain.h): the blocks that followed this one, two of them (a
+  // conditional branch has two successors), each valid while the next
+  // linear address and jump tag (epoch, CPL 3, mode) match.
+  Block* chain[2] = {nullptr, nullptr};
+  uint32_t chain_lin[2] = {0, 0};
+  uint32_t chain_tag[2] = {0, 0};  // 0: none
+  bool cached = false;             // in the BlockCache (false: a one-off block)
+  uint8_t chain_victim = 0;        // the slot the next new successor replaces
+  // Bookkeeping of the block cache.
   bool dead = false;        // invalidated; freed at the next safe point
+  uint32_t mode = 0;        // Cpu::decode_mode() it was decoded in
   Block* hash_next = nullptr;
   Block* page_next = nullptr;   // in the list of the page of `phys`
   Block* page_next2 = nullptr;  // in the list of the page of `phys2`
   X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
-  // Chaining: the block that followed this one last time, valid while the
-  // next linear address and jump tag (epoch, CPL 3, mode) match (engine).
-  Block* chain = nullptr;
-  uint32_t chain_lin = 0;
-  uint32_t chain_tag = 0;  // 0: none
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }
@@ -110,13 +115,14 @@ struct Block {
   static BlockPtr create(std::span<const Insn> code);
 };
 static_assert(sizeof(Block) % alignof(Insn) == 0);
+static_assert(offsetof(Block, chain_victim) < 64, "the fields the hot paths read share one cache line");
 
 /// The handler of the sentinel after a block's last instruction: returns to
 /// the engine's block loop (see next() in ops.h).
 void handler_block_end(Cpu& c, const Insn& i);
 
 inline BlockPtr Block::create(std::span<const Insn> code) {
-  void* mem = ::operator new(sizeof(Block) + (code.size() + 1) * sizeof(Insn));
+  void* mem = ::operator new(sizeof(Block) + (code.size() + 1) * sizeof(Insn), std::align_val_t{alignof(Block)});
   auto* b = new (mem) Block();
   b->count = static_cast<uint32_t>(code.size());
   Insn* dst = b->insns();
@@ -128,7 +134,7 @@ inline BlockPtr Block::create(std::span<const Insn> code) {
 
 inline void BlockDeleter::operator()(Block* b) const {
   b->~Block();  // Insn is trivially destructible
-  ::operator delete(b);
+  ::operator delete(b, std::align_val_t{alignof(Block)});
 }
 
 }  // namespace twoostwo::vmcore::emu

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "vmcore/emulator/chain.h"
 #include "vmcore/emulator/insn.h"
 
 namespace twoostwo::vmcore::emu {

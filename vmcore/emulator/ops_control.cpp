@@ -11,34 +11,40 @@ namespace {
 template <bool Op16>
 void jmp_rel(Cpu& c, const Insn& i) {
   branch_to(c, c.eip + i.len + i.imm, Op16);
+  end_block(c);
 }
 template <bool Op16>
 void jcc(Cpu& c, const Insn& i) {
   if (c.cond(i.aux)) branch_to(c, c.eip + i.len + i.imm, Op16);
   else c.eip += i.len;
+  end_block(c);
 }
 template <unsigned S, bool Mem>
 void jmp_ind(Cpu& c, const Insn& i) {
   const uint32_t target = Mem ? mem_read<S>(c, i) : c.reg<S>(i.r1);
   c.eip = target;
+  end_block(c);
 }
 template <unsigned S>
 void call_rel(Cpu& c, const Insn& i) {
   const uint32_t ret = c.eip + i.len;
   c.push<S>(ret);
   branch_to(c, ret + i.imm, S == 2);
+  end_block(c);
 }
 template <unsigned S, bool Mem>
 void call_ind(Cpu& c, const Insn& i) {
   const uint32_t target = Mem ? mem_read<S>(c, i) : c.reg<S>(i.r1);
   c.push<S>(c.eip + i.len);
   c.eip = target;
+  end_block(c);
 }
 template <unsigned S>
 void ret_near(Cpu& c, const Insn& i) {
   const uint32_t target = c.peek<S>(0);
   c.set_sp(c.sp() + S + i.imm);
   c.eip = target;
+  end_block(c);
 }
 
 // Far forms: a pointer operand (imm = offset, imm2 = selector) or m16:16/32.
@@ -83,6 +89,7 @@ void loop_op(Cpu& c, const Insn& i) {
     count = Addr16 ? (c.gpr[kEcx] & 0xFFFF) : c.gpr[kEcx];
     if (count == 0) branch_to(c, c.eip + i.len + i.imm, Op16);
     else c.eip += i.len;
+    end_block(c);
     return;
   }
   if constexpr (Addr16) {
@@ -96,6 +103,7 @@ void loop_op(Cpu& c, const Insn& i) {
   if constexpr (Kind == 2) taken = taken && c.cond(5);
   if (taken) branch_to(c, c.eip + i.len + i.imm, Op16);
   else c.eip += i.len;
+  end_block(c);
 }
 template <unsigned Kind>
 Handler loop_form(bool addr16, bool op16) {
