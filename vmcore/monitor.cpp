@@ -128,6 +128,7 @@ struct Monitor::Impl {
   std::unique_ptr<Console> console;
   std::unique_ptr<Console> command_socket;
   std::unique_ptr<CommandChannel> channel;
+  std::unique_ptr<NicSet> nics;
 
   std::atomic<bool> stop{false};
   std::atomic<bool> guest_shutdown{false};
@@ -244,6 +245,9 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
   auto machine = Machine::create(std::move(mc));
   if (!machine) return std::unexpected(machine.error());
   m.machine = std::move(*machine);
+  auto nics = NicSet::create(o.nics, o.name, *m.machine);
+  if (!nics) return std::unexpected(nics.error());
+  m.nics = std::move(*nics);
 
   MachineBindings bindings;
   bindings.memory = memory;
@@ -253,6 +257,11 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
   bindings.clock = m.clock.get();
   bindings.lock_devices = [&m] { m.machine->mutex().lock(); };
   bindings.unlock_devices = [&m] { m.machine->mutex().unlock(); };
+  auto engine = make_engine(o, bindings, m.engine_note);
+  if (!engine) return std::unexpected(engine.error());
+  m.engine = std::move(*engine);
+  const bool emulator = dynamic_cast<EmulatorEngine*>(m.engine.get()) != nullptr;
+
   // Load the guest.
   CpuState entry;
   std::optional<boot::FirmwareInfo> rom;
@@ -284,6 +293,12 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
     }
     boot::LinuxBootOptions lo;
     lo.command_line = o.append.empty() ? o.cmdline : o.cmdline + " " + o.append;
+    if (emulator && lo.command_line.find("tsc_early_khz=") == std::string::npos) {
+      // The emulator's TSC runs at exactly 1 GHz of guest time (Cpu::read_tsc):
+      // tell Linux (arch/x86/kernel/tsc.c), instead of letting it calibrate
+      // against the PIT, which a loaded host can upset.
+      lo.command_line += " tsc_early_khz=1000000";
+    }
     lo.initrd = initrd;
     lo.extra_initrd = node_archive;
     lo.entry = boot::EntryKind::kAuto;
@@ -294,10 +309,6 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
     for (const auto& n : info->notes) fmt::print(stderr, "twoostwo-vmm: {}\n", n);
     entry = info->entry;
   }
-  auto engine = make_engine(o, bindings, m.engine_note);
-  if (!engine) return std::unexpected(engine.error());
-  m.engine = std::move(*engine);
-
   if (rom) {
     auto* kvm = dynamic_cast<KvmEngine*>(m.engine.get());
     if (kvm == nullptr) return fail("--bios: the " + std::string(m.engine->name()) + " engine cannot map a ROM yet");
@@ -327,6 +338,8 @@ int Monitor::run() {
   };
   flush_loop();
   auto work = asio::make_work_guard(m.io);
+  m.nics->start(m.io);
+  for (const auto& line : m.nics->describe()) fmt::print(stderr, "twoostwo-vmm: {}: {}\n", m.options.name, line);
   std::thread io_thread([&] { m.io.run(); });
 
   // --exec: wait for the agent, run the commands, then stop the VM.
@@ -440,6 +453,8 @@ int Monitor::run() {
   m.console->flush();
   m.io.stop();
   io_thread.join();
+  m.nics->stop();
+  for (const auto& line : m.nics->describe()) fmt::print(stderr, "twoostwo-vmm: {}: {}\n", m.options.name, line);
   if (status == kExitOk && !m.options.exec.empty()) status = m.exec_status;
   return status;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "vmcore/bus/error.h"
+#include "vmcore/nics.h"
 
 namespace twoostwo::vmcore {
 
@@ -41,6 +42,7 @@ struct MonitorOptions {
   std::string console_socket;       // Unix socket serving COM1
   bool console_stdout = true;       // echo COM1 output to stdout
   std::string command_socket;       // Unix socket serving the raw COM2 stream
+  std::vector<NicSpec> nics;        // network cards (nics.h), at most kMaxNics
   std::vector<std::string> exec;    // commands to run through COM2 once ready, then stop
   std::chrono::seconds ready_timeout{600};
   std::chrono::seconds exec_timeout{600};

@@ -18,80 +18,20 @@
 #include <thread>
 #include <vector>
 
-#include "tests/support/process.h"
-#include "vmcore/command_channel.h"
+#include "tests/support/guest.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using twoostwo::vmcore::CommandChannel;
 
-const fs::path kGuest = fs::path(TWOOSTWO_GUEST_DIR) / "i386";
+const fs::path kGuest = twoostwo::testing::kGuestI386;
 
+using twoostwo::testing::Agent;
+using twoostwo::testing::require_guest_image;
 using twoostwo::testing::slurp;
 using twoostwo::testing::TempDir;
-
-/// twoostwo-vmm with `args`; stdout/stderr captured in `dir`.
-class Vmm : public twoostwo::testing::ChildProcess {
- public:
-  Vmm(const fs::path& dir, std::vector<std::string> args)
-      : ChildProcess(dir, twoostwo::testing::vmm_argv(std::move(args))) {}
-};
-
-/// The host side of the command channel over twoostwo-vmm's --command-socket.
-class Agent {
- public:
-  bool connect(const fs::path& sock) {
-    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
-    channel_ = std::make_unique<CommandChannel>([this](std::string_view s) {
-      (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
-    });
-    reader_ = std::thread([this] {
-      uint8_t buf[4096];
-      while (true) {
-        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        channel_->feed(std::span<const uint8_t>(buf, static_cast<size_t>(n)));
-      }
-      channel_->close();
-    });
-    return true;
-  }
-  ~Agent() {
-    if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
-    if (reader_.joinable()) reader_.join();
-    if (fd_ >= 0) ::close(fd_);
-  }
-  CommandChannel& channel() { return *channel_; }
-
-  struct Output {
-    int status = -1;
-    std::string text;
-    std::string error;
-  };
-  Output run(const std::string& cmd, std::chrono::seconds timeout = 120s) {
-    Output o;
-    auto r = channel_->exec(cmd, [&](std::string_view s) { o.text += s; }, timeout);
-    if (r) o.status = *r;
-    else o.error = r.error().message;
-    return o;
-  }
-
- private:
-  int fd_ = -1;
-  std::unique_ptr<CommandChannel> channel_;
-  std::thread reader_;
-};
-
-void require_guest_image() {
-  ASSERT_TRUE(fs::exists(kGuest / "vmlinuz") && fs::exists(kGuest / "initrd.cpio"))
-      << "no guest image in " << kGuest << ": run scripts/setup.sh (it builds the images)";
-}
+using twoostwo::testing::Vmm;
 
 // ---- one booted guest for the suite ----
 

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -47,10 +48,13 @@ class TempDir {
 
 /// A child process (`argv[0]` is the program path) with stdin from
 /// /dev/null and stdout/stderr written to `dir`/stdout and `dir`/stderr.
-/// Killed (SIGKILL) on destruction if it is still running.
+/// `fds` are (parent fd, child fd) pairs the child inherits (dup2, so the
+/// parent's may be close-on-exec). Killed (SIGKILL) on destruction if it is
+/// still running.
 class ChildProcess {
  public:
-  ChildProcess(const std::filesystem::path& dir, std::vector<std::string> argv_strings)
+  ChildProcess(const std::filesystem::path& dir, std::vector<std::string> argv_strings,
+               const std::vector<std::pair<int, int>>& fds = {})
       : out_(dir / "stdout"), err_(dir / "stderr") {
     std::vector<char*> argv;
     for (auto& a : argv_strings) argv.push_back(a.data());
@@ -60,6 +64,7 @@ class ChildProcess {
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    for (const auto& [from, to] : fds) posix_spawn_file_actions_adddup2(&fa, from, to);
     if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&fa);
   }

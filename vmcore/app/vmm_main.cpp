@@ -67,6 +67,15 @@ int main(int argc, char** argv) {
                  "serve COM1 on this Unix socket (connect with e.g. `socat - UNIX-CONNECT:PATH`)");
   app.add_flag("-q,--quiet", quiet_console, "do not echo COM1 to stdout (the default when --exec is given)");
   app.add_option("--command-socket", o.command_socket, "serve the raw COM2 command channel on this Unix socket");
+  std::vector<std::string> nic_specs;
+  app.add_option("--nic", nic_specs,
+                 "a network card (repeatable, at most 4): comma-separated KEY=VALUE: model=rtl8029|ne2000 (default "
+                 "rtl8029), mac=52:54:00:12:34:56 (default: derived from --name and the card's index, locally "
+                 "administered), backend=fd|udp|none (default none: no cable), fd=N (an inherited SOCK_SEQPACKET "
+                 "socket, one frame per message), local=HOST:PORT and remote=HOST:PORT (UDP, one frame per datagram, "
+                 "as QEMU's -netdev dgram), io=0x300 and irq=9 (ne2000 only). PCI cards sit in slots 3-6 at I/O "
+                 "0xc000+0x100*n with IRQ 11, 10, 5, 7. Example: --nic model=ne2000,backend=udp,"
+                 "local=127.0.0.1:10001,remote=127.0.0.1:10000");
   app.add_option("-e,--exec", o.exec,
                  "run this shell command in the guest once it is ready (repeatable), print its output, then stop "
                  "the VM");
@@ -89,6 +98,18 @@ int main(int argc, char** argv) {
   if (o.kernel.empty() && o.bios.empty()) {
     std::fprintf(stderr, "twoostwo-vmm: nothing to boot: give --kernel FILE (or --bios FILE)\n");
     return kExitSetup;
+  }
+  if (nic_specs.size() > kMaxNics) {
+    std::fprintf(stderr, "twoostwo-vmm: --nic: %zu cards given, a VM has at most %zu\n", nic_specs.size(), kMaxNics);
+    return kExitSetup;
+  }
+  for (const auto& spec : nic_specs) {
+    auto parsed = parse_nic_spec(spec);
+    if (!parsed) {
+      std::fprintf(stderr, "twoostwo-vmm: %s\n", parsed.error().message.c_str());
+      return kExitSetup;
+    }
+    o.nics.push_back(*parsed);
   }
   if (o.cache_dir == "none") o.cache_dir.clear();
   o.engine = engine == "kvm" ? EngineChoice::kKvm : engine == "emulator" ? EngineChoice::kEmulator

@@ -1,0 +1,90 @@
+// The VM's network cards: `--nic` specifications, and the set of card models
+// (nic/) with their socket backends (net_backends.h), wired into the machine
+// the way a PC's firmware would leave them.
+//
+// Wiring (issue 4; reference/ne2000-kvm-facts.md §4, §6):
+// - rtl8029: a PCI function in slots 3, 4, 5, 6 (in --nic order), BAR0
+//   assigned at 0xC000 + 0x100 * n with I/O decoding on (as SeaBIOS does),
+//   and an Interrupt Line from 11, 10, 5, 7 (the first not taken by an ISA
+//   card), made level-triggered in the ELCR: Linux booted with `noapic` and
+//   no $PIR table uses the Interrupt Line register as the IRQ.
+// - ne2000: the ISA card at `io` (default 0x300) and `irq` (default 9), as
+//   its jumpers would set them; `ne.ko io=0x300 irq=9` finds it.
+// - MAC: given, or 02:2f:HH:HH:HH:NN — a locally administered address from a
+//   hash of the VM name and the card's index, the same on every run.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nic/net_backend.h"
+#include "vmcore/bus/error.h"
+
+namespace twoostwo::vmcore {
+
+class Machine;
+
+inline constexpr size_t kMaxNics = 4;
+
+/// One `--nic` option: comma-separated KEY=VALUE pairs.
+///   model=rtl8029|ne2000         (default rtl8029)
+///   mac=52:54:00:12:34:56        (default: see above)
+///   backend=fd|udp|none          (default none: a card with no cable)
+///   fd=N                         backend=fd: an inherited SOCK_SEQPACKET socket
+///   local=HOST:PORT,remote=HOST:PORT   backend=udp (QEMU's -netdev dgram framing)
+///   io=0x300,irq=9               model=ne2000 only
+struct NicSpec {
+  enum class Model { kRtl8029, kNe2000 };
+  enum class Backend { kNone, kFd, kUdp };
+  Model model = Model::kRtl8029;
+  std::optional<nic::MacAddress> mac;
+  Backend backend = Backend::kNone;
+  int fd = -1;
+  std::string local, remote;
+  std::optional<uint16_t> io;
+  std::optional<uint8_t> irq;
+};
+
+/// Parse one `--nic` value. Errors name the offending key or value, e.g.
+/// "--nic 'model=e1000': unknown model 'e1000' (expected rtl8029 or ne2000)".
+Result<NicSpec> parse_nic_spec(std::string_view spec);
+/// "52:54:00:12:34:56" (also with '-'). Errors: syntax, multicast bit set.
+Result<nic::MacAddress> parse_mac(std::string_view text);
+/// The default MAC of card `index` of VM `vm_name` (see the top of this file).
+nic::MacAddress default_mac(std::string_view vm_name, unsigned index);
+
+/// The cards of one VM. Created with the machine, before the CPU runs;
+/// receiving starts with start() on the monitor's I/O thread.
+class NicSet {
+ public:
+  /// Build, wire and attach the cards. Errors: too many cards, port or slot
+  /// conflicts, bad backends (each message names the card: "nic1 (ne2000): ...").
+  static Result<std::unique_ptr<NicSet>> create(const std::vector<NicSpec>& specs, std::string_view vm_name,
+                                                Machine& machine);
+  ~NicSet();
+  NicSet(const NicSet&) = delete;
+  NicSet& operator=(const NicSet&) = delete;
+
+  /// Start receiving from the backends on `io`'s thread.
+  void start(boost::asio::io_context& io);
+  /// Stop receiving (before `io` stops).
+  void stop();
+
+  size_t size() const;
+  /// One line per card: model, MAC, where it is, backend and counters.
+  std::vector<std::string> describe() const;
+
+ private:
+  struct Card;
+  explicit NicSet(Machine& machine);
+  Machine& machine_;
+  std::vector<std::unique_ptr<Card>> cards_;
+};
+
+}  // namespace twoostwo::vmcore
