@@ -19,10 +19,8 @@ numbers go into closing notes.
   bench/nic_bench.py [--vmm build/default/vmcore/twoostwo-vmm] [--guest build/guest/i386] [--mib 20]
 """
 import argparse
-import importlib.util
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,15 +29,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-QEMU_CMDLINE = "console=ttyS0 quiet panic=1 cryptomgr.notests tsc=reliable no_timer_check mitigations=off"
-
-
-def load_agent_client():
-    spec = importlib.util.spec_from_file_location("agent_client", os.path.join(ROOT, "guest", "tools", "agent-client.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+sys.path.insert(0, HERE)
+# vm_bench: the agent client loader, and the command line twoostwo-vmm gives
+# every guest, which QEMU's guests get too.
+from vm_bench import CMDLINE, load_agent_client  # noqa: E402
 
 AC = load_agent_client()
 
@@ -121,8 +114,9 @@ def twoostwo_side(args, work):
 
 
 def qemu_side(args, work):
-    from_vmcore = os.path.join(work, "initrd-base.cpio")
-    shutil.copy(os.path.join(args.guest, "initrd.cpio"), from_vmcore)
+    with open(os.path.join(args.guest, "initrd.cpio"), "rb") as f:
+        base = f.read()
+    base += b"\0" * (-len(base) % 4)  # the node archive starts 4-byte aligned, as the monitor appends it
     procs, clients = [], []
     ports = {"a": (21001, 21002), "b": (21002, 21001)}
     try:
@@ -133,8 +127,6 @@ def qemu_side(args, work):
                 f.write(node_conf(name, ip))
             cpio = subprocess.run("find etc | LC_ALL=C sort | cpio -o -H newc --owner=0:0 --quiet", shell=True,
                                   cwd=os.path.join(d, "node"), capture_output=True, check=True).stdout
-            base = open(from_vmcore, "rb").read()
-            base += b"\0" * (-len(base) % 4)
             initrd = os.path.join(d, "initrd.cpio")
             with open(initrd, "wb") as f:
                 f.write(base + cpio)
@@ -142,7 +134,7 @@ def qemu_side(args, work):
             mac = "52:54:00:00:00:0" + ("1" if name == "a" else "2")
             p = subprocess.Popen(["qemu-system-i386", "-accel", "tcg", "-m", "128", "-display", "none", "-monitor",
                                   "none", "-no-reboot", "-kernel", os.path.join(args.guest, "vmlinuz"), "-initrd",
-                                  initrd, "-append", QEMU_CMDLINE, "-serial", "file:" + os.path.join(d, "console.log"),
+                                  initrd, "-append", CMDLINE, "-serial", "file:" + os.path.join(d, "console.log"),
                                   "-serial", "unix:" + os.path.join(d, "com2.sock") + ",server,nowait",
                                   "-netdev", f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={local},"
                                              f"remote.type=inet,remote.host=127.0.0.1,remote.port={remote}",

@@ -52,6 +52,9 @@ class Rtl8029 final : public bus::PciFunction, public bus::IoDevice {
   /// decoding, as firmware would. base 0 leaves BAR0 and Command untouched,
   /// for the OS to assign.
   void assign_io_base(uint16_t base);
+  /// The base the card answers at on the IoBus, or 0: differs from
+  /// io_bar_base(0) when adding the BAR's range failed (an overlap).
+  uint32_t decoded_io_base() const { return registered_base_; }
 
   /// Port accesses relative to BAR0; forwarded to the DP8390 core (widths
   /// and errors as Dp8390::read/write).

@@ -75,7 +75,6 @@ nic::MacAddress default_mac(std::string_view vm_name, unsigned index) {
 
 Result<NicSpec> parse_nic_spec(std::string_view spec) {
   NicSpec s;
-  bool model_seen = false;
   std::string_view rest = spec;
   while (!rest.empty()) {
     const auto comma = rest.find(',');
@@ -88,7 +87,6 @@ Result<NicSpec> parse_nic_spec(std::string_view spec) {
     const std::string_view key = item.substr(0, eq);
     const std::string_view value = item.substr(eq + 1);
     if (key == "model") {
-      model_seen = true;
       if (value == "rtl8029") s.model = NicSpec::Model::kRtl8029;
       else if (value == "ne2000") s.model = NicSpec::Model::kNe2000;
       else return fail(fmt::format("--nic '{}': unknown model '{}' (expected rtl8029 or ne2000)", spec, value));
@@ -122,7 +120,6 @@ Result<NicSpec> parse_nic_spec(std::string_view spec) {
                               spec, key));
     }
   }
-  (void)model_seen;
   if (s.backend == NicSpec::Backend::kFd && s.fd < 0) return fail(fmt::format("--nic '{}': backend=fd needs fd=N", spec));
   if (s.backend != NicSpec::Backend::kFd && s.fd >= 0) {
     return fail(fmt::format("--nic '{}': fd= needs backend=fd", spec));
@@ -241,7 +238,7 @@ Result<std::unique_ptr<NicSet>> NicSet::create(const std::vector<NicSpec>& specs
       c.pci->set_interrupt_line(c.irq);
       if (auto r = machine.pci().attach(c.slot, *c.pci); !r) return fail(fmt::format("{}: {}", who, r.error().message));
       c.pci->assign_io_base(c.io_base);
-      if (c.pci->io_bar_base(0) != c.io_base) {
+      if (c.pci->decoded_io_base() != c.io_base) {
         return fail(fmt::format("{}: BAR0 at {:#x} could not be decoded (port conflict)", who, c.io_base));
       }
       // PCI interrupts are level-triggered and shareable (PCI Local Bus

@@ -3,17 +3,11 @@
 // "Shows it works"). One boot serves every check of EmuGuest; this binary is
 // registered as a single CTest test so that it boots once.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>

@@ -99,9 +99,12 @@ TEST_F(Rtl8029Test, OverlappingBarIsCountedAndNeverRemovesTheOtherDevice) {
   EXPECT_EQ(card_.core().counters().bad_accesses, 1u);
   EXPECT_EQ(inb(0xD000), 0x5A);  // still the dummy's
   EXPECT_EQ(inb(0xC000), 0xFF);  // the card is undecoded
+  EXPECT_EQ(card_.io_bar_base(0), 0xD000u);  // what the BAR says...
+  EXPECT_EQ(card_.decoded_io_base(), 0u);    // ...and where the card really is
   card_.config_write(0x10, 4, 0xD100);  // off again: the dummy must stay
   EXPECT_EQ(inb(0xD000), 0x5A);
   EXPECT_EQ(inb(0xD100), 0x21);
+  EXPECT_EQ(card_.decoded_io_base(), 0xD100u);
   EXPECT_EQ(card_.core().counters().bad_accesses, 1u);
   EXPECT_TRUE(io_.remove(0xD000));
 }

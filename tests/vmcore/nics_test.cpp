@@ -303,6 +303,21 @@ TEST(NicSet, ConflictsAreClearErrors) {
     EXPECT_EQ(set.error().message, "nic1 (rtl8029): MAC 52:54:00:00:00:01 is also nic0's");
   }
   {
+    // A device already at the first PCI card's I/O base: the BAR cannot decode.
+    MachineRig rig;
+    struct Squatter final : bus::IoDevice {
+      void read(uint64_t, std::span<uint8_t> d) override { std::fill(d.begin(), d.end(), uint8_t{0}); }
+      void write(uint64_t, std::span<const uint8_t>) override {}
+      std::string_view name() const override { return "squatter"; }
+    } squatter;
+    ASSERT_TRUE(rig.machine->io_bus().add(0xC000, 0x20, squatter));
+    auto a = parse_nic_spec("");
+    auto set = NicSet::create({*a}, "vm", *rig.machine);
+    ASSERT_FALSE(set);
+    EXPECT_EQ(set.error().message, "nic0 (rtl8029): BAR0 at 0xc000 could not be decoded (port conflict)");
+    EXPECT_TRUE(rig.machine->io_bus().remove(0xC000));
+  }
+  {
     MachineRig rig;
     auto a = parse_nic_spec("");
     auto set = NicSet::create({*a, *a, *a, *a, *a}, "vm", *rig.machine);

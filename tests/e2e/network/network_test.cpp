@@ -181,7 +181,6 @@ class NicLab : public ::testing::Test {
     if (!twoostwo::testing::guest_image_present()) return;
     dir_ = new TempDir();
     hub_ = new Hub(3, dir_->path() / "wire.pcap");
-    const std::vector<std::pair<int, int>> none;
     auto nic = [](const std::string& model) { return std::vector<std::string>{"--nic", model + ",backend=fd,fd=3"}; };
     guests_[kAlice] = new Guest("alice", node_conf("alice", "ne2k-pci", "10.0.0.1/24"), nic("model=rtl8029"),
                                 {{hub_->monitor_end(kAlice), 3}});
