@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,17 +33,15 @@
 #include <vector>
 
 #include "tests/support/guest.h"
-#include "vmcore/boot/cpio.h"
+#include "tests/support/qemu.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using twoostwo::testing::Agent;
-using twoostwo::testing::ChildProcess;
 using twoostwo::testing::Guest;
 using twoostwo::testing::require_guest_image;
-using twoostwo::testing::slurp;
 using twoostwo::testing::TempDir;
 
 using Mac = std::array<uint8_t, 6>;
@@ -335,47 +332,22 @@ TEST_F(NicLab, ZzTcpdumpReadsEveryFrameOfTheWireCapture) {
 
 TEST(NicUdp, TwoostwoAndQemuNe2kPciPingEachOther) {
   require_guest_image();
-  TempDir dir;
-  // QEMU's guest: the same kernel and initrd, with its node.conf appended
-  // as the monitor would (a second cpio archive at a 4-byte boundary).
-  std::string initrd = slurp(twoostwo::testing::kGuestI386 / "initrd.cpio");
-  initrd.resize((initrd.size() + 3) & ~size_t{3}, '\0');
-  auto archive = twoostwo::vmcore::boot::node_config_archive(node_conf("qemu-guest", "ne2k-pci", "10.0.1.2/24"));
-  ASSERT_TRUE(archive);
-  initrd.append(reinterpret_cast<const char*>(archive->data()), archive->size());
-  std::ofstream(dir.path() / "qemu-initrd.cpio", std::ios::binary) << initrd;
   const int qport = 20000 + (::getpid() % 20000), tport = qport + 1;
-  fs::create_directories(dir.path() / "qemu");
-  ChildProcess qemu(dir.path() / "qemu",
-                    {"/usr/bin/qemu-system-i386", "-accel", "tcg", "-m", "128", "-display", "none", "-monitor",
-                     "none", "-no-reboot", "-kernel", (twoostwo::testing::kGuestI386 / "vmlinuz").string(), "-initrd",
-                     (dir.path() / "qemu-initrd.cpio").string(), "-append",
-                     "console=ttyS0 quiet panic=1 cryptomgr.notests tsc=reliable no_timer_check mitigations=off",
-                     "-serial", "file:" + (dir.path() / "qemu-console.log").string(), "-serial",
-                     "unix:" + (dir.path() / "qemu-com2.sock").string() + ",server,nowait", "-netdev",
-                     "dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port=" + std::to_string(qport) +
-                         ",remote.type=inet,remote.host=127.0.0.1,remote.port=" + std::to_string(tport),
-                     "-device", "ne2k_pci,netdev=n0,romfile=,mac=52:54:00:00:01:02"});
+  twoostwo::testing::QemuGuest q(node_conf("qemu-guest", "ne2k-pci", "10.0.1.2/24"),
+                                 "dgram,local.type=inet,local.host=127.0.0.1,local.port=" + std::to_string(qport) +
+                                     ",remote.type=inet,remote.host=127.0.0.1,remote.port=" + std::to_string(tport),
+                                 "52:54:00:00:01:02");
   Guest dave("dave", node_conf("dave", "ne2k-pci", "10.0.1.1/24"),
              {"--nic", "model=rtl8029,backend=udp,local=127.0.0.1:" + std::to_string(tport) +
                            ",remote=127.0.0.1:" + std::to_string(qport)});
   ASSERT_EQ(dave.wait_ready(300s), "dave") << dave.diagnostics();
-  const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (!fs::exists(dir.path() / "qemu-com2.sock") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(50ms);
-  }
-  Agent q;
-  ASSERT_TRUE(q.connect(dir.path() / "qemu-com2.sock")) << qemu.err();
-  ASSERT_EQ(q.channel().wait_ready(300s).value_or(""), "qemu-guest")
-      << qemu.err() << slurp(dir.path() / "qemu-console.log");
+  ASSERT_EQ(q.wait_ready(300s), "qemu-guest") << q.diagnostics();
   auto o = dave.run("ping -c 3 -W 5 10.0.1.2");
   EXPECT_EQ(o.status, 0) << o.text << dave.diagnostics();
   EXPECT_NE(o.text.find("3 packets received"), std::string::npos) << o.text;
   auto back = q.run("ping -c 3 -W 5 10.0.1.1");
   EXPECT_EQ(back.status, 0) << back.text;
   EXPECT_NE(back.text.find("3 packets received"), std::string::npos) << back.text;
-  qemu.signal(SIGTERM);
-  (void)qemu.wait(10s);
 }
 
 }  // namespace
