@@ -297,10 +297,9 @@ void SocketPort::close_peer() {
   for (size_t i = 0; i < queue_count_; ++i) count_rx_drop();
   queue_count_ = 0;
   set_up(false);
-  if (on_closed_) {
-    auto callback = on_closed_;  // it may replace on_closed_
-    callback();
-  }
+  // A callback may add callbacks: call the ones there are now, by copy.
+  const auto callbacks = on_closed_;
+  for (const auto& callback : callbacks) callback();
 }
 
 }  // namespace twoostwo::fabric

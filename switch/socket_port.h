@@ -85,8 +85,10 @@ class SocketPort final : public Port {
 
   /// True once a seqpacket peer closed its end (the port is then down).
   bool peer_closed() const { return peer_closed_; }
-  /// Called once when the peer closes (on the fabric's thread).
-  void on_peer_closed(std::function<void()> callback) { on_closed_ = std::move(callback); }
+  /// Add a callback for when the peer closes, called once on the fabric's
+  /// thread (after the port went down). Callbacks run in the order added, so
+  /// the supervisor and the captures can each watch a port.
+  void on_peer_closed(std::function<void()> callback) { on_closed_.push_back(std::move(callback)); }
 
   const SocketCounters& socket_counters() const { return socket_counters_; }
   /// Frames waiting in the egress queue.
@@ -114,7 +116,7 @@ class SocketPort final : public Port {
   boost::asio::posix::stream_descriptor waiter_;
   bool reading_ = false, writing_ = false, flush_posted_ = false;
   bool peer_closed_ = false;
-  std::function<void()> on_closed_;
+  std::vector<std::function<void()>> on_closed_;
   // Receive buffers: kBatch slots of kMaxFrame + 1 bytes (one more, to tell
   // an oversized message from a full-sized one).
   std::vector<std::byte> rx_buffers_;

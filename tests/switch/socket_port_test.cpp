@@ -112,7 +112,12 @@ TEST(SocketPort, FullSocketQueuesThenDropsAndCounts) {
 TEST(SocketPort, PeerClosingTakesThePortDownAndReportsIt) {
   SeqpacketBench b;
   int closed = 0;
-  b.port->on_peer_closed([&] { ++closed; });
+  std::vector<int> order;
+  b.port->on_peer_closed([&] {
+    ++closed;
+    order.push_back(1);
+  });
+  b.port->on_peer_closed([&] { order.push_back(2); });
   const auto frame = make_frame(kBroadcast, mac(1));
   ASSERT_GT(::send(b.monitor_fd, frame.data(), frame.size(), 0), 0);
   ::close(b.monitor_fd);
@@ -126,6 +131,7 @@ TEST(SocketPort, PeerClosingTakesThePortDownAndReportsIt) {
   b.io.restart();
   b.io.poll();
   EXPECT_EQ(closed, 1) << "reported once";
+  EXPECT_EQ(order, (std::vector<int>{1, 2})) << "every callback, in the order added";
 }
 
 TEST(SocketPort, OversizedMessagesAreDroppedAndCounted) {

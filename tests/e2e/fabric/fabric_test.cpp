@@ -4,7 +4,12 @@
 //   alice  twoostwo-vmm, rtl8029, 10.0.0.1  ── seqpacket port ─┐
 //   bob    twoostwo-vmm, rtl8029, 10.0.0.2  ── seqpacket port ─┼─ switch "sw"
 //   qemu   qemu-system-i386 -accel tcg, ne2k_pci, 10.0.0.3     │
-//          (-netdev dgram)                  ── UDP tunnel port ┘
+//          (-netdev dgram)                  ── UDP tunnel port ┤
+//   a network namespace of the test's own, 10.0.0.100, behind  │
+//          a veth pair                      ── PcapBridge ─────┘
+//
+// with a CaptureSet writing every link to pcap. Without root the namespace
+// (and only it) is left out and its checks skip with the reason.
 //
 // The guests boot once and serve every check of FabricLab; this binary is
 // one CTest test.
@@ -13,13 +18,17 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
 
+#include "captures/capture_set.h"
+#include "captures/pcap_bridge.h"
 #include "switch/fabric.h"
 #include "tests/support/fabric_thread.h"
+#include "tests/support/netns.h"
 #include "tests/support/guest.h"
 #include "tests/support/qemu.h"
 
@@ -33,6 +42,30 @@ using twoostwo::testing::FabricThread;
 using twoostwo::testing::Guest;
 using twoostwo::testing::QemuGuest;
 using twoostwo::testing::require_guest_image;
+using twoostwo::testing::VethNamespace;
+namespace fs = std::filesystem;
+
+// What a shell command printed on stdout.
+std::string output_of(const std::string& command) {
+  std::string out;
+  if (std::FILE* p = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof buffer, p)) > 0) out.append(buffer, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+// Frames tshark reads from `pcap` that match `filter` ("" for all), or -1 if
+// tshark fails on the file (a capture cut short, say).
+long tshark_count(const fs::path& pcap, const std::string& filter = "") {
+  const std::string out = output_of("tshark -r '" + pcap.string() + "'" + (filter.empty() ? "" : " -Y '" + filter + "'") +
+                                    " -T fields -e frame.number 2>/dev/null; echo \"status $?\"");
+  const auto status = out.rfind("status ");
+  if (status == std::string::npos || out.compare(status, 9, "status 0\n") != 0) return -1;
+  return static_cast<long>(std::count(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(status), '\n'));
+}
 
 constexpr const char* kNoIpv6 =
     "sysctl net.ipv6.conf.all.disable_ipv6=1\nsysctl net.ipv6.conf.default.disable_ipv6=1\n";
@@ -69,6 +102,18 @@ class FabricLab : public ::testing::Test {
       auto link = fabric.connect(port->name().substr(0, port->name().find(':')) + "-sw", *port, **sp);
       if (!link) std::abort();
     }
+    if (twoostwo::testing::can_make_namespaces()) {
+      ns_ = new VethNamespace("fab", "10.0.0.100/24");
+      auto bridge = twoostwo::captures::PcapBridge::open(ft_->io(), "bridge:" + ns_->root_end(), ns_->root_end());
+      if (!bridge) {
+        bridge_error_ = bridge.error().message;
+      } else {
+        bridge_ = static_cast<twoostwo::captures::PcapBridge*>(*fabric.add_port(std::move(*bridge)));
+        if (!fabric.connect("bridge-sw", *bridge_, **sw_->add_port("4"))) std::abort();
+      }
+    }
+    captures_dir_ = new twoostwo::testing::TempDir();
+    captures_ = std::move(*twoostwo::captures::CaptureSet::start(fabric, captures_dir_->path()));
     ft_->start();
 
     const int alice_fd = monitor_end(*alice_), bob_fd = monitor_end(*bob_);
@@ -92,7 +137,10 @@ class FabricLab : public ::testing::Test {
       g = nullptr;
     }
     delete qemu_guest_;
+    if (ft_ != nullptr) ft_->call([] { captures_.reset(); });
     delete ft_;
+    delete ns_;
+    delete captures_dir_;
   }
   void SetUp() override {
     require_guest_image();
@@ -108,14 +156,34 @@ class FabricLab : public ::testing::Test {
     return ft_->call([port] { return port->counters(); });
   }
 
+  static fs::path capture_of(const std::string& link) {
+    ft_->call([] { (void)captures_->flush(); });
+    return *ft_->call([&] { return captures_->path_of(link); });
+  }
+  void require_namespace() {
+    if (!twoostwo::testing::can_make_namespaces()) GTEST_SKIP() << twoostwo::testing::kNeedsRoot;
+    ASSERT_TRUE(ns_->ok());
+    ASSERT_NE(bridge_, nullptr) << bridge_error_;
+  }
+
   static FabricThread* ft_;
   static LearningSwitch* sw_;
+  static VethNamespace* ns_;
+  static twoostwo::captures::PcapBridge* bridge_;
+  static std::string bridge_error_;
+  static twoostwo::testing::TempDir* captures_dir_;
+  static std::unique_ptr<twoostwo::captures::CaptureSet> captures_;
   static SocketPort *alice_, *bob_, *qemu_;
   static Guest* guests_[2];
   static QemuGuest* qemu_guest_;
   static std::string ready_[3];
 };
 FabricThread* FabricLab::ft_ = nullptr;
+VethNamespace* FabricLab::ns_ = nullptr;
+twoostwo::captures::PcapBridge* FabricLab::bridge_ = nullptr;
+std::string FabricLab::bridge_error_;
+twoostwo::testing::TempDir* FabricLab::captures_dir_ = nullptr;
+std::unique_ptr<twoostwo::captures::CaptureSet> FabricLab::captures_;
 LearningSwitch* FabricLab::sw_ = nullptr;
 SocketPort* FabricLab::alice_ = nullptr;
 SocketPort* FabricLab::bob_ = nullptr;
@@ -196,6 +264,60 @@ TEST_F(FabricLab, TcpTransferOverTheUdpTunnelKeepsItsChecksum) {
   EXPECT_GT(counters(qemu_).tx_frames, 0u);
 }
 
+TEST_F(FabricLab, NamespaceBehindTheBridgePingsAndTalksTcpWithAGuest) {
+  require_namespace();
+  const auto ping = output_of(ns_->exec("ping -c 3 -W 5 10.0.0.1 2>&1"));
+  EXPECT_NE(ping.find("3 packets transmitted, 3 received"), std::string::npos) << ping;
+  auto back = alice().run("ping -c 3 -W 5 10.0.0.100");
+  EXPECT_TRUE(all_received(back.text)) << back.text;
+
+  // 1 MiB from the namespace to alice over TCP, checked end to end.
+  auto listen = alice().run("rm -f /tmp/ns; (sleep 900 | nc -l -p 5003 > /tmp/ns) </dev/null >/dev/null 2>&1 &");
+  ASSERT_EQ(listen.status, 0);
+  twoostwo::testing::TempDir dir;
+  const fs::path data = dir.path() / "data";
+  ASSERT_EQ(twoostwo::testing::shell("head -c 1048576 /dev/urandom > '" + data.string() + "'"), 0);
+  const std::string python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  const int sent = twoostwo::testing::shell(ns_->exec(
+      python + " -c \"import socket; s = socket.create_connection(('10.0.0.1', 5003), timeout=60); "
+               "s.sendall(open('" + data.string() + "', 'rb').read()); s.close()\""));
+  ASSERT_EQ(sent, 0);
+  auto size = alice().run("for i in $(seq 300); do [ \"$(stat -c %s /tmp/ns)\" = 1048576 ] && break; sleep 0.2; "
+                          "done; stat -c %s /tmp/ns",
+                          120s);
+  EXPECT_EQ(size.text, "1048576\n");
+  const std::string expected = output_of("md5sum < '" + data.string() + "'");
+  EXPECT_EQ(alice().run("md5sum < /tmp/ns").text, expected);
+  const auto adapter = ft_->call([] { return bridge_->adapter_counters(); });
+  EXPECT_EQ(adapter.oversized, 0u) << "offloads are off: every frame is an Ethernet frame";
+  EXPECT_GT(adapter.injected, 0u);
+}
+
+TEST_F(FabricLab, CapturesShowEachExchangeOnTheLinksItCrossed) {
+  auto o = alice().run("ping -c 3 -W 5 10.0.0.3");
+  ASSERT_TRUE(all_received(o.text)) << o.text;
+  const fs::path alice_link = capture_of("alice-sw"), qemu_link = capture_of("qemu-sw"), bob_link = capture_of("bob-sw");
+  const std::string echo = "icmp.type == 8 && ip.src == 10.0.0.1 && ip.dst == 10.0.0.3";
+  const std::string reply = "icmp.type == 0 && ip.src == 10.0.0.3 && ip.dst == 10.0.0.1";
+  EXPECT_GE(tshark_count(alice_link, echo), 3);
+  EXPECT_GE(tshark_count(alice_link, reply), 3);
+  EXPECT_GE(tshark_count(qemu_link, echo), 3);
+  EXPECT_GE(tshark_count(qemu_link, reply), 3);
+  EXPECT_EQ(tshark_count(bob_link, "icmp && ip.addr == 10.0.0.1 && ip.addr == 10.0.0.3"), 0)
+      << "alice <-> qemu never crossed bob's link";
+  EXPECT_GE(tshark_count(bob_link, "icmp && ip.addr == 10.0.0.2"), 6) << "bob's own pings did";
+  // Every frame of a link is in its file, in both directions.
+  const auto link_frames = ft_->call([] {
+    const auto& c = ft_->fabric().find_link("alice-sw")->counters();
+    return static_cast<long>(c.a_to_b_frames + c.b_to_a_frames);
+  });
+  EXPECT_EQ(tshark_count(alice_link), link_frames);
+  if (bridge_ != nullptr) {
+    // The namespace test's pings both ways: 3 requests and 3 replies each.
+    EXPECT_GE(tshark_count(capture_of("bridge-sw"), "icmp && ip.addr == 10.0.0.100"), 12);
+  }
+}
+
 // Last (Zz): it kills bob.
 TEST_F(FabricLab, ZzKillingAMonitorMidStreamLeavesTheRestRunning) {
   // bob streams to alice; its monitor is killed in the middle.
@@ -215,6 +337,14 @@ TEST_F(FabricLab, ZzKillingAMonitorMidStreamLeavesTheRestRunning) {
   }
   EXPECT_TRUE(closed) << "the fabric noticed bob's monitor going";
   EXPECT_FALSE(ft_->call([] { return bob_->up(); }));
+  // bob's capture is complete to its last frame (the set flushed it when
+  // the port closed), and readable.
+  const auto bob_frames = ft_->call([] {
+    const auto& c = ft_->fabric().find_link("bob-sw")->counters();
+    return static_cast<long>(c.a_to_b_frames + c.b_to_a_frames);
+  });
+  const auto bob_file = *ft_->call([] { return captures_->path_of("bob-sw"); });
+  EXPECT_EQ(tshark_count(bob_file), bob_frames);
   auto o = alice().run("ping -c 3 -W 5 10.0.0.3");
   EXPECT_TRUE(all_received(o.text)) << "alice -> qemu after bob died: " << o.text;
   auto q = qemu().run("ping -c 3 -W 5 10.0.0.1");
