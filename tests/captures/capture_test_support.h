@@ -30,6 +30,7 @@
 
 #include <fmt/format.h>
 
+#include "tests/support/files.h"
 #include "switch/frame.h"
 #include "switch/port.h"
 
@@ -39,32 +40,8 @@ namespace twoostwo::captures::testing {
 
 using namespace std::chrono_literals;
 
-/// The whole content of a file ("" if it cannot be read).
-inline std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-/// A fresh directory under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "twoostwo-captures-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using twoostwo::testing::slurp;
+using twoostwo::testing::TempDir;
 
 /// A port whose outside is the test: send() puts frames on its link with a
 /// chosen timestamp, and what the link delivers is kept in `received`.

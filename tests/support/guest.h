@@ -70,6 +70,17 @@ class Agent {
   }
   vmcore::CommandChannel& channel() { return *channel_; }
 
+  /// Wait for `sock` to appear, connect, and wait for the agent's readiness
+  /// line; returns the guest's hostname, or "" on timeout or failure.
+  std::string wait_ready(const std::filesystem::path& sock, std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!std::filesystem::exists(sock) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!connect(sock)) return "";
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+    return channel().wait_ready(std::max(left, std::chrono::seconds(1))).value_or("");
+  }
   struct Output {
     int status = -1;
     std::string text;
@@ -107,15 +118,7 @@ class Guest {
   }
   /// Connect to the command channel and wait for the agent's readiness;
   /// returns the guest's hostname, or "" (see diagnostics()).
-  std::string wait_ready(std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!std::filesystem::exists(dir_.path() / "com2.sock") && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!agent_.connect(dir_.path() / "com2.sock")) return "";
-    const auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
-    return agent_.channel().wait_ready(std::max(left, std::chrono::seconds(1))).value_or("");
-  }
+  std::string wait_ready(std::chrono::seconds timeout) { return agent_.wait_ready(dir_.path() / "com2.sock", timeout); }
   Agent::Output run(const std::string& cmd, std::chrono::seconds timeout = std::chrono::seconds(120)) {
     return agent_.run(cmd, timeout);
   }

@@ -43,15 +43,7 @@ class QemuGuest {
   ~QemuGuest() { stop(); }
 
   /// The guest's hostname once its agent is ready, or "" (see diagnostics()).
-  std::string wait_ready(std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!std::filesystem::exists(dir_.path() / "com2.sock") && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    if (!agent_.connect(dir_.path() / "com2.sock")) return "";
-    const auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
-    return agent_.channel().wait_ready(std::max(left, std::chrono::seconds(1))).value_or("");
-  }
+  std::string wait_ready(std::chrono::seconds timeout) { return agent_.wait_ready(dir_.path() / "com2.sock", timeout); }
   Agent::Output run(const std::string& cmd, std::chrono::seconds timeout = std::chrono::seconds(120)) {
     return agent_.run(cmd, timeout);
   }

@@ -10,38 +10,22 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/files.h"
 #include "topology/loader.h"
 
 namespace twoostwo::topology::testing {
 
 inline const std::filesystem::path kSourceDir = TWOOSTWO_SOURCE_DIR;
 
-class TempDir {
+class TempDir : public twoostwo::testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "twoostwo-topology-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-
   /// Write `text` to `name` (relative to the directory, parents made).
   std::filesystem::path write(const std::string& name, const std::string& text) const {
-    const auto p = path_ / name;
+    const auto p = path() / name;
     std::filesystem::create_directories(p.parent_path());
     std::ofstream(p) << text;
     return p;
   }
-
- private:
-  std::filesystem::path path_;
 };
 
 /// A guest directory holding empty vmlinuz and initrd.cpio for `archs`.
