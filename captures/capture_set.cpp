@@ -3,6 +3,7 @@
 #include <system_error>
 #include <vector>
 
+#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
 #include "switch/socket_port.h"
@@ -63,7 +64,11 @@ std::string capture_file_name(std::string_view link_name) {
 }
 
 CaptureSet::CaptureSet(fabric::Fabric& fabric, std::filesystem::path directory, Options options)
-    : fabric_(fabric), directory_(std::move(directory)), options_(options), timer_(fabric.io()) {}
+    : fabric_(fabric),
+      directory_(std::move(directory)),
+      options_(options),
+      thread_(std::make_shared<WriterThread>(options.writer)),
+      timer_(fabric.io()) {}
 
 fabric::Result<std::unique_ptr<CaptureSet>> CaptureSet::start(fabric::Fabric& fabric, std::filesystem::path directory,
                                                               Options options) {
@@ -92,7 +97,7 @@ fabric::Result<std::filesystem::path> CaptureSet::add(fabric::Link& link) {
     return fabric::fail(fmt::format("capture of link '{}': already captured", link.name()));
   }
   const std::filesystem::path path = directory_ / capture_file_name(link.name());
-  auto capture = FileCapture::open(TapPoint(link), path, PcapFileWriter::Options{options_.precision});
+  auto capture = FileCapture::open(TapPoint(link), path, PcapFileWriter::Options{options_.precision, thread_});
   if (!capture) {
     return fabric::fail(fmt::format("capture of link '{}': {}", link.name(), capture.error().message));
   }
@@ -116,14 +121,38 @@ void CaptureSet::arm_timer() {
   timer_.expires_after(options_.flush_interval);
   timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
     if (ec || alive.expired() || !running_) return;
-    ++flushes_;
-    if (auto flushed = flush(); !flushed && !error_) error_ = flushed.error();
-    arm_timer();
+    tick();
   });
+}
+
+void CaptureSet::tick() {
+  for (auto& [name, capture] : captures_) {
+    if (auto submitted = capture->submit(); !submitted && !error_) error_ = submitted.error();
+  }
+  // Runs on the writer thread once the records above are written; the
+  // handler it posts checks that the set is still there. The io_context
+  // outlives the set (it outlives the fabric).
+  thread_->when_written([&io = fabric_.io(), this, alive = std::weak_ptr<bool>(alive_)] {
+    boost::asio::post(io, [this, alive] {
+      if (alive.expired() || !running_) return;
+      ticked();
+    });
+  });
+}
+
+void CaptureSet::ticked() {
+  ++flushes_;
+  for (auto& [name, capture] : captures_) {
+    if (auto checked = capture->check(); !checked && !error_) error_ = checked.error();
+  }
+  arm_timer();
 }
 
 fabric::Result<void> CaptureSet::flush() {
   fabric::Result<void> result;
+  // Hand everything over first, so the thread writes one file while this
+  // thread waits for another.
+  for (auto& [name, capture] : captures_) (void)capture->submit();
   for (auto& [name, capture] : captures_) {
     if (auto flushed = capture->flush(); !flushed && result) result = std::unexpected(flushed.error());
   }
@@ -134,11 +163,18 @@ fabric::Result<void> CaptureSet::stop() {
   if (!running_) return {};
   running_ = false;
   timer_.cancel();
+  for (auto& [name, capture] : captures_) (void)capture->submit();
   fabric::Result<void> result;
   for (auto& [name, capture] : captures_) {
     if (auto closed = capture->close(); !closed && result) result = std::unexpected(closed.error());
   }
   return result;
+}
+
+uint64_t CaptureSet::dropped() const {
+  uint64_t total = 0;
+  for (const auto& [name, capture] : captures_) total += capture->writer().counters().dropped;
+  return total;
 }
 
 const FileCapture* CaptureSet::find(const std::string& link_name) const {

@@ -5,15 +5,23 @@
 // - Every link of the fabric at start() gets a FileCapture on
 //   <directory>/<capture_file_name(link name)>; links made later are added
 //   with add().
+// - The files are written by one WriterThread (writer_thread.h) that the set
+//   starts for all of its captures: the fabric's thread only copies frames
+//   into memory. If the disk falls behind by more than
+//   `writer.max_queued_bytes` (64 MiB by default), frames are dropped from
+//   the captures, never from the fabric, and counted (dropped()).
 // - A steady_timer on the fabric's io_context flushes every capture each
 //   `flush_interval` (200 ms by default), so a reader sees every frame older
-//   than that while the lab runs.
+//   than that while the lab runs. The periodic flush does not block the
+//   fabric: it hands every capture's records to the writer thread, and once
+//   the thread has written them, flushes() counts the tick and the timer is
+//   armed for the next one.
 // - stop() (and the destructor) flushes and closes every file: a stopped set
 //   leaves complete captures.
 // - When a monitor dies, its last frames are in the capture's buffer: the set
 //   watches every SocketPort on a captured link (SocketPort::on_peer_closed)
-//   and flushes that link's capture at once, so the file is complete to its
-//   last frame without waiting for the timer.
+//   and flushes that link's capture at once (waiting for the writer thread),
+//   so the file is complete to its last frame when the callback returns.
 //
 // Everything runs on the fabric's thread; while started, the timer keeps the
 // io_context's run() from returning (use stop() to end it). Destroy the set
@@ -57,6 +65,8 @@ struct CaptureSetOptions {
   /// How often every capture is flushed (positive).
   std::chrono::milliseconds flush_interval{200};
   TimestampPrecision precision = TimestampPrecision::kNanosecond;
+  /// The writer thread's chunk size, memory bound and preallocation.
+  WriterThreadOptions writer{};
 };
 
 class CaptureSet {
@@ -77,8 +87,8 @@ class CaptureSet {
   /// is stopped, the link is already captured, the file cannot be opened.
   fabric::Result<std::filesystem::path> add(fabric::Link& link);
 
-  /// Flush every capture now. Errors: the first capture that failed (all
-  /// are still flushed).
+  /// Flush every capture now, waiting for the writer thread. Errors: the
+  /// first capture that failed (all are still flushed).
   fabric::Result<void> flush();
   /// Stop the timer, flush and close every capture. Later calls do nothing.
   /// Errors: as flush().
@@ -91,8 +101,14 @@ class CaptureSet {
   std::optional<std::filesystem::path> path_of(const std::string& link_name) const;
   size_t size() const { return captures_.size(); }
   const std::filesystem::path& directory() const { return directory_; }
-  /// Timer ticks so far (each flushed every capture).
+  /// Timer ticks so far (each flushed every capture: counted once the
+  /// writer thread has written what the tick handed it).
   uint64_t flushes() const { return flushes_; }
+  /// Frames dropped from the captures because the writer thread was behind,
+  /// all captures together (each capture's writer().counters().dropped).
+  uint64_t dropped() const;
+  /// The writer thread (its counters: writes, bytes, queue high-water mark).
+  WriterThread& writer_thread() { return *thread_; }
   /// The first error a periodic flush met, if any (the capture it names
   /// stops growing; the others go on).
   const std::optional<fabric::Error>& error() const { return error_; }
@@ -100,10 +116,15 @@ class CaptureSet {
  private:
   CaptureSet(fabric::Fabric& fabric, std::filesystem::path directory, Options options);
   void arm_timer();
+  /// The timer's tick: hand every capture's records to the writer thread.
+  void tick();
+  /// The tick's records are written: count it, take up errors, re-arm.
+  void ticked();
 
   fabric::Fabric& fabric_;
   std::filesystem::path directory_;
   Options options_;
+  std::shared_ptr<WriterThread> thread_;  // writes every capture's file
   std::map<std::string, std::unique_ptr<FileCapture>> captures_;  // by link name
   boost::asio::steady_timer timer_;
   bool running_ = true;

@@ -1,6 +1,7 @@
 // A capture of one link or port into one pcap file (PcapFileWriter), attached
 // as a Tap: frames are written in the order the tap sees them, both
-// directions, with the time the fabric received them.
+// directions, with the time the fabric received them. The file's I/O runs on
+// the writer's thread (PcapFileOptions::thread); the tap only copies frames.
 //
 // All calls happen on the fabric's thread. The capture detaches itself when
 // closed or destroyed; the link or port must outlive it.
@@ -28,9 +29,14 @@ class FileCapture final : public fabric::Tap {
   /// The tap: one record per frame.
   void on_frame(const fabric::Frame& frame) override { writer_->write(frame); }
 
-  /// Make everything seen so far readable in the file. Errors: as
-  /// PcapFileWriter::flush.
+  /// Make everything seen so far readable in the file (waits for the writer
+  /// thread). Errors: as PcapFileWriter::flush.
   fabric::Result<void> flush() { return writer_->flush(); }
+  /// Hand everything seen so far to the writer thread without waiting.
+  /// Errors: as PcapFileWriter::submit.
+  fabric::Result<void> submit() { return writer_->submit(); }
+  /// The writer thread's news: errors as PcapFileWriter::check.
+  fabric::Result<void> check() { return writer_->check(); }
   /// Detach, flush and close: the file is complete. Later calls do nothing.
   fabric::Result<void> close();
 

@@ -1,12 +1,12 @@
 #include "captures/pcap_file.h"
 
 #include <fcntl.h>
-#include <pcap.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -14,95 +14,135 @@ namespace twoostwo::captures {
 
 namespace {
 
-constexpr size_t kStdioBuffer = 64 * 1024;
-
 std::string describe(const std::filesystem::path& path) { return fmt::format("capture '{}'", path.string()); }
+
+// write(2) all of `bytes`; returns 0 or errno.
+int write_all(int fd, std::span<const std::byte> bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n > 0) {
+      bytes = bytes.subspan(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return n < 0 ? errno : EIO;
+    }
+  }
+  return 0;
+}
 
 }  // namespace
 
 fabric::Result<std::unique_ptr<PcapFileWriter>> PcapFileWriter::open(const std::filesystem::path& path,
                                                                      Options options) {
-  std::unique_ptr<PcapFileWriter> w(new PcapFileWriter(path, options));
+  std::unique_ptr<PcapFileWriter> w(new PcapFileWriter(path, std::move(options)));
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) return fabric::fail(fmt::format("{}: open: {}", describe(path), std::strerror(errno)));
-  FILE* file = ::fdopen(fd, "wb");
-  if (file == nullptr) {
-    const int err = errno;
-    ::close(fd);
-    return fabric::fail(fmt::format("{}: fdopen: {}", describe(path), std::strerror(err)));
-  }
-  // Before any I/O on the stream, as setvbuf(3) requires.
-  std::setvbuf(file, nullptr, _IOFBF, kStdioBuffer);
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
 
-  const u_int precision =
-      options.precision == TimestampPrecision::kNanosecond ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO;
-  w->dead_ = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, static_cast<int>(kSnapLength), precision);
-  if (w->dead_ == nullptr) {
-    std::fclose(file);
-    return fabric::fail(fmt::format("{}: pcap_open_dead failed", describe(path)));
+  // The header goes out now, on this thread: a fresh capture is a valid
+  // empty pcap, and a file that takes no bytes fails here.
+  std::vector<std::byte> header;
+  append_file_header(header, w->options_.precision);
+  if (const int err = write_all(fd, header); err != 0) {
+    ::close(fd);
+    return fabric::fail(fmt::format("{}: write: {}", describe(path), std::strerror(err)));
   }
-  // pcap_dump_fopen writes the file header and takes the FILE over.
-  w->dumper_ = pcap_dump_fopen(w->dead_, file);
-  if (w->dumper_ == nullptr) {
-    std::string why = pcap_geterr(w->dead_);
-    std::fclose(file);
-    return fabric::fail(fmt::format("{}: pcap_dump_fopen: {}", describe(path), why));
-  }
-  if (auto flushed = w->flush(); !flushed) return std::unexpected(flushed.error());
+  if (!w->options_.thread) w->options_.thread = std::make_shared<WriterThread>();
+  w->fd_ = fd;
+  w->file_ = w->options_.thread->attach(fd, header, regular);
   return w;
 }
 
-PcapFileWriter::~PcapFileWriter() {
-  (void)close();
-  if (dead_ != nullptr) pcap_close(dead_);
-}
+PcapFileWriter::~PcapFileWriter() { (void)close(); }
 
 void PcapFileWriter::fail_with(const char* what, int err) {
   if (!error_) error_ = fabric::Error{fmt::format("{}: {}: {}", describe(path_), what, std::strerror(err))};
 }
 
 void PcapFileWriter::write(const fabric::Frame& frame) {
-  if (dumper_ == nullptr) return;
-  if (error_) {
+  if (fd_ < 0) return;
+  if (error_ || file_->failed()) {
     ++counters_.lost;
     return;
   }
-  const fabric::Timestamp time = stamper_.stamp(frame.time);
-  counters_.raised_timestamps = stamper_.raised();
-  const RecordTime t = split_time(time, options_.precision);
-  pcap_pkthdr header{};
-  header.ts.tv_sec = t.seconds;
-  header.ts.tv_usec = t.fraction;  // nanoseconds when the handle is nano-precision (pcap_dump)
-  header.len = static_cast<bpf_u_int32>(frame.bytes.size());
-  header.caplen = std::min<bpf_u_int32>(header.len, kSnapLength);
-  pcap_dump(reinterpret_cast<u_char*>(dumper_), &header, reinterpret_cast<const u_char*>(frame.bytes.data()));
-  if (std::ferror(pcap_dump_file(dumper_)) != 0) {
-    fail_with("write", errno != 0 ? errno : EIO);
+  WriterThread& thread = *options_.thread;
+  const size_t size = record_size(frame.bytes.size());
+  if (chunk_.size + size > chunk_.capacity) hand_over(false);
+  // What waits for the thread, with this file's chunk, stays within the bound.
+  if (thread.queued_bytes() + chunk_.size + size > thread.options().max_queued_bytes) {
+    ++counters_.dropped;
     return;
   }
+  if (!chunk_.data) chunk_ = thread.take_chunk(*file_);
+
+  const fabric::Timestamp time = stamper_.stamp(frame.time);
+  counters_.raised_timestamps = stamper_.raised();
+  chunk_.size += encode_record(std::span(chunk_.data.get() + chunk_.size, size), time, frame.bytes, options_.precision);
+  const uint64_t caplen = size - kRecordHeaderSize;
+  ++chunk_.frames;
+  chunk_.frame_bytes += caplen;
   ++counters_.frames;
-  counters_.bytes += header.caplen;
+  counters_.bytes += caplen;
 }
 
-fabric::Result<void> PcapFileWriter::flush() {
-  if (dumper_ != nullptr && !error_) {
-    errno = 0;
-    if (pcap_dump_flush(dumper_) != 0 || std::ferror(pcap_dump_file(dumper_)) != 0) {
-      fail_with("write", errno != 0 ? errno : EIO);
-    }
-  }
+void PcapFileWriter::hand_over(bool sync) {
+  // A flush with nothing new still asks the thread to complete the file if
+  // full chunks went to it since the last flush (their last partial block
+  // may be waiting in the thread).
+  if (chunk_.size == 0 && !(sync && unsynced_)) return;
+  chunk_.sync = sync;
+  unsynced_ = !sync;
+  options_.thread->submit(file_, std::move(chunk_));
+  chunk_ = Chunk{};
+}
+
+void PcapFileWriter::take_up_state() {
+  const WrittenFileState state = options_.thread->state(*file_);
+  if (state.error != 0) fail_with("write", state.error);
+  const uint64_t frames = state.discarded_frames - discarded_frames_seen_;
+  const uint64_t bytes = state.discarded_bytes - discarded_bytes_seen_;
+  discarded_frames_seen_ = state.discarded_frames;
+  discarded_bytes_seen_ = state.discarded_bytes;
+  counters_.frames -= frames;
+  counters_.bytes -= bytes;
+  counters_.lost += frames;
+}
+
+fabric::Result<void> PcapFileWriter::check() {
+  if (fd_ >= 0) take_up_state();
   if (error_) return std::unexpected(*error_);
   return {};
 }
 
+fabric::Result<void> PcapFileWriter::submit() {
+  if (fd_ >= 0) hand_over(true);
+  return check();
+}
+
+fabric::Result<void> PcapFileWriter::flush() {
+  if (fd_ >= 0) {
+    hand_over(true);
+    options_.thread->wait(*file_);
+  }
+  return check();
+}
+
 fabric::Result<void> PcapFileWriter::close() {
-  if (dumper_ == nullptr) {
+  if (fd_ < 0) {
     if (error_) return std::unexpected(*error_);
     return {};
   }
-  auto flushed = flush();
-  pcap_dump_close(dumper_);  // fclose; its errors show in the flush above
-  dumper_ = nullptr;
+  auto flushed = flush();  // after it the thread is done with the descriptor
+  const WrittenFileState state = options_.thread->state(*file_);
+  // Give back the blocks preallocated past the last record (ext4 truncates
+  // them even when the size does not change).
+  if (state.preallocated_past_end) (void)::ftruncate(fd_, static_cast<off_t>(state.offset));
+  ::close(fd_);
+  fd_ = -1;
+  chunk_ = Chunk{};
+  file_.reset();  // and its spare chunks
   return flushed;
 }
 

@@ -49,13 +49,21 @@ void append_file_header(std::vector<std::byte>& out, TimestampPrecision precisio
 
 void append_record(std::vector<std::byte>& out, fabric::Timestamp time, std::span<const std::byte> frame,
                    TimestampPrecision precision) {
+  const size_t start = out.size();
+  out.resize(start + record_size(frame.size()));
+  encode_record(std::span(out).subspan(start), time, frame, precision);
+}
+
+size_t encode_record(std::span<std::byte> out, fabric::Timestamp time, std::span<const std::byte> frame,
+                     TimestampPrecision precision) {
   const RecordTime t = split_time(time, precision);
   const auto caplen = static_cast<uint32_t>(std::min<size_t>(frame.size(), kSnapLength));
-  append_u32(out, t.seconds);
-  append_u32(out, t.fraction);
-  append_u32(out, caplen);
-  append_u32(out, static_cast<uint32_t>(frame.size()));
-  out.insert(out.end(), frame.begin(), frame.begin() + caplen);
+  // struct pcap_sf_pkthdr (libpcap sf-pcap.h): four 32-bit fields in host order.
+  const uint32_t header[4] = {t.seconds, t.fraction, caplen, static_cast<uint32_t>(frame.size())};
+  static_assert(sizeof header == kRecordHeaderSize);
+  std::memcpy(out.data(), header, sizeof header);
+  std::memcpy(out.data() + kRecordHeaderSize, frame.data(), caplen);
+  return kRecordHeaderSize + caplen;
 }
 
 fabric::Timestamp MonotonicStamper::stamp(fabric::Timestamp time) {

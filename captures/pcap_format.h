@@ -12,10 +12,11 @@
 // fraction is in microseconds, 0xa1b23c4d in nanoseconds (readers since
 // libpcap 1.5 and Wireshark 1.x understand both).
 //
-// Files (captures/pcap_file.h) are written through libpcap's pcap_dump. Live
-// streams (captures/live_capture.h) are encoded here, because they go to a
-// non-blocking descriptor through a bounded buffer, which libpcap's stdio
-// based dumper cannot do; tests check both give identical bytes.
+// Files (captures/pcap_file.h) and live streams (captures/live_capture.h) are
+// encoded here, not by libpcap's pcap_dump: files are written by a thread of
+// their own from chunks of records, and streams go to a non-blocking
+// descriptor through a bounded buffer, neither of which libpcap's stdio based
+// dumper can do. Tests check both are byte for byte what pcap_dump writes.
 #pragma once
 
 #include <cstddef>
@@ -55,6 +56,16 @@ void append_file_header(std::vector<std::byte>& out, TimestampPrecision precisio
 /// kSnapLength of them; the original length is kept whole).
 void append_record(std::vector<std::byte>& out, fabric::Timestamp time, std::span<const std::byte> frame,
                    TimestampPrecision precision);
+
+/// The bytes one record of a `frame_size`-byte frame takes: its 16-byte
+/// header and at most kSnapLength bytes of the frame.
+inline size_t record_size(size_t frame_size) {
+  return kRecordHeaderSize + (frame_size < kSnapLength ? frame_size : kSnapLength);
+}
+/// Write the record append_record() appends into `out`, which must hold at
+/// least record_size(frame.size()) bytes; returns the bytes written.
+size_t encode_record(std::span<std::byte> out, fabric::Timestamp time, std::span<const std::byte> frame,
+                     TimestampPrecision precision);
 
 /// Timestamps as a capture records them: frames whose time is unset (0) are
 /// stamped with realtime_now(), and a time earlier than the previous one (a
