@@ -19,7 +19,7 @@
 #include "vmcore/boot/linux_loader.h"
 #include "vmcore/devices/uart.h"
 #include "vmcore/emulator/emulator_engine.h"
-#include "vmcore/command_channel.h"
+#include "guest/host/command_channel.h"
 #include "vmcore/console.h"
 #include "vmcore/cpu_engine.h"
 #include "vmcore/fault_report.h"
@@ -27,6 +27,8 @@
 #include "vmcore/machine.h"
 
 namespace twoostwo::vmcore {
+
+using guest::CommandChannel;
 
 namespace asio = boost::asio;
 using Clk = std::chrono::steady_clock;

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "tests/support/process.h"
-#include "vmcore/command_channel.h"
+#include "guest/host/command_channel.h"
 
 namespace twoostwo::testing {
 
@@ -49,7 +49,7 @@ class Agent {
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
-    channel_ = std::make_unique<vmcore::CommandChannel>([this](std::string_view s) {
+    channel_ = std::make_unique<guest::CommandChannel>([this](std::string_view s) {
       (void)::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
     });
     reader_ = std::thread([this] {
@@ -68,7 +68,7 @@ class Agent {
     if (reader_.joinable()) reader_.join();
     if (fd_ >= 0) ::close(fd_);
   }
-  vmcore::CommandChannel& channel() { return *channel_; }
+  guest::CommandChannel& channel() { return *channel_; }
 
   /// Wait for `sock` to appear, connect, and wait for the agent's readiness
   /// line; returns the guest's hostname, or "" on timeout or failure.
@@ -96,7 +96,7 @@ class Agent {
 
  private:
   int fd_ = -1;
-  std::unique_ptr<vmcore::CommandChannel> channel_;
+  std::unique_ptr<guest::CommandChannel> channel_;
   std::thread reader_;
 };
 

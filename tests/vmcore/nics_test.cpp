@@ -83,9 +83,11 @@ TEST(NicSpec, DefaultMacsAreLocallyAdministeredAndStable) {
 /// Runs an io_context on its own thread for a test.
 struct IoThread {
   boost::asio::io_context io;
-  std::thread thread;
+  // The guard exists before the thread runs io.run(), or run() could find no
+  // work and return at once.
   std::unique_ptr<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work =
       std::make_unique<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(io.get_executor());
+  std::thread thread;
   IoThread() : thread([this] { io.run(); }) {}
   ~IoThread() {
     work.reset();

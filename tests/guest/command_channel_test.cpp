@@ -1,12 +1,12 @@
 // The host side of the COM2 command protocol (guest/README.md).
-#include "vmcore/command_channel.h"
+#include "guest/host/command_channel.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <thread>
 
-namespace twoostwo::vmcore {
+namespace twoostwo::guest {
 namespace {
 
 void feed(CommandChannel& ch, std::string_view s) {
@@ -80,4 +80,4 @@ TEST(CommandChannelTest, ExecTimesOut) {
 }
 
 }  // namespace
-}  // namespace twoostwo::vmcore
+}  // namespace twoostwo::guest

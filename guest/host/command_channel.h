@@ -17,7 +17,7 @@
 
 #include "vmcore/bus/error.h"
 
-namespace twoostwo::vmcore {
+namespace twoostwo::guest {
 
 /// RFC 4648 base64 without line breaks (Boost.Archive's iterators).
 std::string base64_encode(std::string_view bytes);
@@ -29,7 +29,10 @@ class CommandChannel {
   /// `send` writes bytes into the guest's COM2 receive path; it is called on
   /// the thread that calls exec() and must do its own locking.
   using SendFn = std::function<void(std::string_view)>;
-  explicit CommandChannel(SendFn send);
+  /// `first_id`: the ID of the first request. A client that joins a channel
+  /// others have used (a node's command socket replays recent output, old
+  /// `@@end ID` lines included) starts at an ID of its own, e.g. PID * 1000.
+  explicit CommandChannel(SendFn send, uint64_t first_id = 1);
 
   /// Bytes the guest transmitted on COM2, in order (any chunking). Called
   /// from the CPU thread; never blocks for long.
@@ -71,4 +74,4 @@ class CommandChannel {
   uint64_t stray_lines_ = 0;
 };
 
-}  // namespace twoostwo::vmcore
+}  // namespace twoostwo::guest

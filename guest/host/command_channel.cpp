@@ -1,4 +1,4 @@
-#include "vmcore/command_channel.h"
+#include "guest/host/command_channel.h"
 
 #include <boost/archive/iterators/base64_from_binary.hpp>
 #include <boost/archive/iterators/binary_from_base64.hpp>
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <charconv>
 
-namespace twoostwo::vmcore {
+namespace twoostwo::guest {
 
 namespace it = boost::archive::iterators;
 
@@ -38,7 +38,7 @@ Result<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
-CommandChannel::CommandChannel(SendFn send) : send_(std::move(send)) {}
+CommandChannel::CommandChannel(SendFn send, uint64_t first_id) : send_(std::move(send)), next_id_(first_id == 0 ? 1 : first_id) {}
 
 void CommandChannel::feed(std::span<const uint8_t> bytes) {
   std::lock_guard lock(mu_);
@@ -156,4 +156,4 @@ uint64_t CommandChannel::stray_lines() const {
   return stray_lines_;
 }
 
-}  // namespace twoostwo::vmcore
+}  // namespace twoostwo::guest
