@@ -1550,7 +1550,7 @@ std::string_view default_lab_text() {
   return R"(# The lab `twoostwo up` brings up without a topology file: two guests on
 # one switch. docs/topology.md describes the format.
 name: default
-captures: captures        # one pcap file per link, in ./captures
+captures: twoostwo-captures   # one pcap file per link, in ./twoostwo-captures
 defaults:
   image: default          # Debian's i386 kernel and the busybox initramfs
   memory: 128             # MiB

@@ -218,7 +218,7 @@ TEST_F(LabTest, DefaultLabIsTwoHostsOnOneSwitch) {
   EXPECT_EQ(lab.nodes[1].nics.at(0).addresses.at(0), parse_cidr("10.0.0.2/24").value());
   ASSERT_EQ(lab.switches.size(), 1u);
   EXPECT_EQ(lab.links.size(), 2u);
-  EXPECT_EQ(lab.captures, tmp_.path() / "captures");
+  EXPECT_EQ(lab.captures, tmp_.path() / "twoostwo-captures");
   EXPECT_EQ(segments(lab).at(0).nics.size(), 2u);
   EXPECT_TRUE(lab.file.empty());
 }

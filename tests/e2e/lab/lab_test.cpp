@@ -1,0 +1,190 @@
+// The `twoostwo` command end to end (issue 6): the built-in default lab —
+// alice 10.0.0.1 and bob 10.0.0.2 on switch sw1 — brought up detached by
+// `twoostwo up`, driven with status/exec/capture, a monitor killed, and
+// brought down. The lab boots once for every check; this binary is one CTest
+// test. The run directory and the captures live in a temporary directory.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "tests/support/files.h"
+#include "tests/support/guest.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nlohmann::json;
+using twoostwo::testing::TempDir;
+
+struct CliRun {
+  int status = -1;
+  std::string out;
+};
+
+// Run `twoostwo ARGS` in the lab's directory with its run root; stdout (and
+// stderr, merged) and the exit status.
+CliRun twoostwo(const fs::path& dir, const std::string& args) {
+  const std::string command = "cd '" + dir.string() + "' && TWOOSTWO_RUN_DIR='" + (dir / "run").string() + "' '" +
+                              TWOOSTWO_CLI_PATH + "' " + args + " 2>&1";
+  CliRun r;
+  if (std::FILE* p = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    size_t n;
+    while ((n = std::fread(buffer, 1, sizeof buffer, p)) > 0) r.out.append(buffer, n);
+    const int status = ::pclose(p);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  return r;
+}
+
+bool alive(int pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+class DefaultLab : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!twoostwo::testing::guest_image_present()) return;
+    dir_ = new TempDir();
+    up_ = new CliRun(twoostwo(dir_->path(), "up"));
+  }
+  static void TearDownTestSuite() {
+    if (dir_ != nullptr && fs::exists(dir_->path() / "run" / "default" / "control.sock")) {
+      (void)twoostwo(dir_->path(), "down");
+    }
+    delete up_;
+    delete dir_;
+  }
+  void SetUp() override {
+    twoostwo::testing::require_guest_image();
+    ASSERT_EQ(up_->status, 0) << up_->out;
+  }
+  static json status() {
+    const CliRun r = twoostwo(dir_->path(), "status --json");
+    EXPECT_EQ(r.status, 0) << r.out;
+    return json::parse(r.out, nullptr, false);
+  }
+  static CliRun run(const std::string& args) { return twoostwo(dir_->path(), args); }
+
+  static TempDir* dir_;
+  static CliRun* up_;
+};
+TempDir* DefaultLab::dir_ = nullptr;
+CliRun* DefaultLab::up_ = nullptr;
+
+TEST_F(DefaultLab, UpReportsEachNodeReadyAndReturns) {
+  EXPECT_NE(up_->out.find("alice: ready"), std::string::npos) << up_->out;
+  EXPECT_NE(up_->out.find("bob: ready"), std::string::npos) << up_->out;
+  EXPECT_NE(up_->out.find("lab 'default' is up"), std::string::npos) << up_->out;
+  const CliRun again = run("up");
+  EXPECT_EQ(again.status, 1) << again.out;
+  EXPECT_NE(again.out.find("lab 'default' is already up"), std::string::npos) << again.out;
+}
+
+TEST_F(DefaultLab, StatusListsNodesLinksAndCaptures) {
+  const json s = status();
+  ASSERT_FALSE(s.is_discarded());
+  ASSERT_EQ(s["nodes"].size(), 2u);
+  EXPECT_EQ(s["nodes"][0]["name"], "alice");
+  EXPECT_EQ(s["nodes"][0]["state"], "ready");
+  EXPECT_EQ(s["nodes"][0]["addresses"][0], "10.0.0.1/24");
+  EXPECT_TRUE(alive(s["nodes"][1]["pid"].get<int>()));
+  ASSERT_EQ(s["links"].size(), 2u);
+  for (const auto& l : s["links"]) EXPECT_TRUE(fs::exists(l["capture"].get<std::string>())) << l.dump();
+  const CliRun text = run("status");
+  EXPECT_EQ(text.status, 0);
+  EXPECT_NE(text.out.find("10.0.0.2/24"), std::string::npos) << text.out;
+}
+
+TEST_F(DefaultLab, ExecRunsInTheGuestAndPassesItsStatusOn) {
+  const CliRun ping = run("exec alice -- ping -c 3 -W 5 10.0.0.2");
+  EXPECT_EQ(ping.status, 0) << ping.out;
+  EXPECT_NE(ping.out.find("3 packets transmitted, 3 packets received"), std::string::npos) << ping.out;
+  const CliRun host = run("exec bob -- hostname");
+  EXPECT_EQ(host.out, "bob\n");
+  EXPECT_EQ(run("exec bob -- 'exit 7'").status, 7);
+  const CliRun unknown = run("exec carol -- true");
+  EXPECT_EQ(unknown.status, 2);
+  EXPECT_NE(unknown.out.find("lab 'default' has no node 'carol' (nodes: alice, bob)"), std::string::npos) << unknown.out;
+}
+
+TEST_F(DefaultLab, LiveCaptureStreamsALinkAsPcap) {
+  const json s = status();
+  const std::string link = s["links"][0]["name"];
+  const fs::path pcap = dir_->path() / "live.pcap";
+  // `capture` runs until its reader or the lab goes; stop it after the pings.
+  const std::string command = "cd '" + dir_->path().string() + "' && TWOOSTWO_RUN_DIR='" +
+                              (dir_->path() / "run").string() + "' exec '" + TWOOSTWO_CLI_PATH + "' capture '" + link +
+                              "' > '" + pcap.string() + "'";
+  const pid_t capture = ::fork();
+  ASSERT_GE(capture, 0);
+  if (capture == 0) {
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::this_thread::sleep_for(500ms);
+  const CliRun ping = run("exec alice -- ping -c 3 -W 5 10.0.0.2");
+  EXPECT_EQ(ping.status, 0) << ping.out;
+  std::this_thread::sleep_for(500ms);
+  ::kill(capture, SIGTERM);
+  ::waitpid(capture, nullptr, 0);
+  std::string out;
+  if (std::FILE* p = ::popen(("tshark -r '" + pcap.string() + "' -Y 'icmp' 2>&1 | wc -l").c_str(), "r")) {
+    char line[64] = {};
+    if (std::fgets(line, sizeof line, p)) out = line;
+    ::pclose(p);
+  }
+  EXPECT_GE(std::stoi(out.empty() ? "0" : out), 6) << "3 echo requests and 3 replies on " << link;
+}
+
+// Last but one: kills bob's monitor.
+TEST_F(DefaultLab, YKilledMonitorIsReportedAndTheRestRuns) {
+  const json before = status();
+  const int bob = before["nodes"][1]["pid"].get<int>();
+  ASSERT_TRUE(alive(bob));
+  ::kill(bob, SIGKILL);
+  json s;
+  for (int i = 0; i < 50; ++i) {
+    s = status();
+    if (s["nodes"][1]["state"] == "exited") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(s["nodes"][1]["state"], "exited");
+  EXPECT_EQ(s["nodes"][1]["exit"], "killed by signal 9 (Killed)");
+  EXPECT_EQ(s["nodes"][0]["state"], "ready");
+  EXPECT_EQ(run("exec alice -- hostname").out, "alice\n");
+}
+
+// Last: brings the lab down.
+TEST_F(DefaultLab, ZDownLeavesNoProcessAndCompleteCaptures) {
+  const json s = status();
+  const int alice = s["nodes"][0]["pid"].get<int>();
+  const CliRun down = run("down");
+  EXPECT_EQ(down.status, 0) << down.out;
+  EXPECT_NE(down.out.find("lab 'default' is down"), std::string::npos) << down.out;
+  EXPECT_FALSE(alive(alice)) << "alice's monitor is gone";
+  EXPECT_FALSE(fs::exists(dir_->path() / "run" / "default" / "control.sock"));
+  for (const auto& l : s["links"]) {
+    const std::string file = l["capture"];
+    std::string out;
+    if (std::FILE* p = ::popen(("tshark -r '" + file + "' > /dev/null 2>&1; echo $?").c_str(), "r")) {
+      char line[16] = {};
+      if (std::fgets(line, sizeof line, p)) out = line;
+      ::pclose(p);
+    }
+    EXPECT_EQ(out, "0\n") << file << " is a complete capture";
+  }
+  const CliRun status_after = run("status");
+  EXPECT_EQ(status_after.status, 1);
+  EXPECT_NE(status_after.out.find("no lab is running"), std::string::npos) << status_after.out;
+}
+
+}  // namespace
