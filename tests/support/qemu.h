@@ -20,6 +20,8 @@
 
 namespace twoostwo::testing {
 
+
+
 class QemuGuest {
  public:
   /// `netdev`: the -netdev value without its id, e.g.
@@ -39,11 +41,23 @@ class QemuGuest {
             "-serial", "file:" + (dir_.path() / "console.log").string(), "-serial",
             "unix:" + (dir_.path() / "com2.sock").string() + ",server,nowait", "-netdev", netdev + ",id=n0",
             "-device", "ne2k_pci,netdev=n0,romfile=,mac=" + mac});
+    // Connect to COM2 at once: QEMU's `server,nowait` socket drops what the
+    // guest writes while no client is connected, so a late connection could
+    // miss the agent's one "@@twoostwo ready" line.
+    const std::filesystem::path sock = dir_.path() / "com2.sock";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!std::filesystem::exists(sock) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    connected_ = agent_.connect(sock);
   }
   ~QemuGuest() { stop(); }
 
   /// The guest's hostname once its agent is ready, or "" (see diagnostics()).
-  std::string wait_ready(std::chrono::seconds timeout) { return agent_.wait_ready(dir_.path() / "com2.sock", timeout); }
+  std::string wait_ready(std::chrono::seconds timeout) {
+    if (!connected_) return agent_.wait_ready(dir_.path() / "com2.sock", timeout);
+    return agent_.channel().wait_ready(timeout).value_or("");
+  }
   Agent::Output run(const std::string& cmd, std::chrono::seconds timeout = std::chrono::seconds(120)) {
     return agent_.run(cmd, timeout);
   }
@@ -61,6 +75,7 @@ class QemuGuest {
   TempDir dir_;
   std::unique_ptr<ChildProcess> process_;
   Agent agent_;
+  bool connected_ = false;
 };
 
 }  // namespace twoostwo::testing
