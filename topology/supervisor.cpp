@@ -131,10 +131,8 @@ fabric::Result<void> Supervisor::build_fabric() {
     for (size_t i = 0; i < 2; ++i) {
       const Endpoint& e = link.ends[i];
       switch (e.kind) {
-        case Endpoint::Kind::kNic:
-          ends[i] = fabric_.find_port(e.name + ":" + e.sub);
-          break;
-        case Endpoint::Kind::kSwitchPort:
+        case Endpoint::Kind::kNic:         // "alice:eth0", made above
+        case Endpoint::Kind::kSwitchPort:  // "sw1:p1", made with its switch
           ends[i] = fabric_.find_port(e.name + ":" + e.sub);
           break;
         case Endpoint::Kind::kBridge: {
@@ -294,29 +292,25 @@ void Supervisor::watch_ready(NodeRun& run) {
     run.agent = std::make_unique<stream_protocol::socket>(io_);
     run.agent->connect(stream_protocol::endpoint(sock.string()), ec);
     if (ec) return watch_ready(run);
-    auto reader = std::make_shared<std::function<void()>>();
-    *reader = [this, &run, alive, reader] {
-      boost::asio::async_read_until(
-          *run.agent, run.agent_buffer, '\n', [this, &run, alive, reader](const boost::system::error_code& re, size_t) {
-            if (re || !*alive || run.state != NodeState::kStarting) return;
-            std::istream in(&run.agent_buffer);
-            std::string line;
-            std::getline(in, line);
-            if (line.rfind("@@twoostwo ready ", 0) == 0) {
-              run.state = NodeState::kReady;
-              const double seconds =
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - run.spawned).count();
-              report(fmt::format("{}: ready ({:.1f} s)", run.node->name, seconds));
-              boost::system::error_code ignored;
-              run.agent->close(ignored);
-              check_started();
-              return;
-            }
-            (*reader)();
-          });
-    };
-    (*reader)();
+    read_agent_line(run);
   });
+}
+
+void Supervisor::read_agent_line(NodeRun& run) {
+  boost::asio::async_read_until(
+      *run.agent, run.agent_buffer, '\n', [this, &run, alive = alive_](const boost::system::error_code& e, size_t) {
+        if (e || !*alive || run.state != NodeState::kStarting) return;
+        std::istream in(&run.agent_buffer);
+        std::string line;
+        std::getline(in, line);
+        if (line.rfind("@@twoostwo ready ", 0) != 0) return read_agent_line(run);
+        run.state = NodeState::kReady;
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.spawned).count();
+        report(fmt::format("{}: ready ({:.1f} s)", run.node->name, seconds));
+        boost::system::error_code ignored;
+        run.agent->close(ignored);
+        check_started();
+      });
 }
 
 void Supervisor::check_started() {

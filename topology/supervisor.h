@@ -40,7 +40,6 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -103,6 +102,7 @@ class Supervisor {
   fabric::Result<void> build_fabric();
   fabric::Result<void> spawn(NodeRun& node);
   void watch_ready(NodeRun& node);
+  void read_agent_line(NodeRun& node);
   void on_child_exit();
   void reaped(pid_t pid, int status);
   void check_started();
