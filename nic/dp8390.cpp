@@ -29,8 +29,7 @@ constexpr uint32_t kPromSize = 32;
 constexpr uint32_t kRamStart = uint32_t{Dp8390::kRamFirstPage} << 8;  // 0x4000
 constexpr uint32_t kRamEnd = uint32_t{Dp8390::kRamEndPage} << 8;      // 0xC000
 
-// Port offsets.
-constexpr uint64_t kDataPort = 0x10, kResetPort = 0x18, kPortEnd = 0x20;
+static_assert(Dp8390::kDataPort + Dp8390::kDataPorts == Dp8390::kResetPort);
 
 // Linux ether_crc (include/linux/etherdevice.h, used by lib8390.c
 // make_mc_bits): CRC-32, polynomial 0x04C11DB7, register shifted left (MSB
@@ -76,7 +75,7 @@ void Dp8390::read(uint64_t offset, std::span<uint8_t> data) {
     data_port_read(data);
     return;
   }
-  if (offset >= kResetPort && offset < kPortEnd) {
+  if (offset >= kResetPort && offset < kPortCount) {
     hardware_reset();
     std::fill(data.begin(), data.end(), uint8_t{0x00});
     return;
@@ -95,7 +94,7 @@ void Dp8390::write(uint64_t offset, std::span<const uint8_t> data) {
     data_port_write(data);
     return;
   }
-  if (offset >= kResetPort && offset < kPortEnd) return;  // end of the reset pulse: nothing to do
+  if (offset >= kResetPort && offset < kPortCount) return;  // end of the reset pulse: nothing to do
   ++counters_.bad_accesses;
 }
 

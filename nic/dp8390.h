@@ -97,6 +97,13 @@ struct Dp8390Counters {
 
 class Dp8390 {
  public:
+  /// The port map above, as offsets from the card's base: the remote-DMA
+  /// data port and its aliases [kDataPort, kDataPort + kDataPorts), then the
+  /// reset port's [kResetPort, kPortCount).
+  static constexpr uint16_t kDataPort = 0x10;
+  static constexpr uint16_t kDataPorts = 8;
+  static constexpr uint16_t kResetPort = 0x18;
+  static constexpr uint16_t kPortCount = 0x20;
   /// Bound of the host-side receive queue, in frames.
   static constexpr size_t kRxQueueFrames = 64;
   /// Largest frame receive() accepts, in bytes without FCS: kMaxFrame plus

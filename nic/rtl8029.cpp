@@ -39,18 +39,21 @@ std::string_view Rtl8029::name() const { return "rtl8029"; }
 
 void Rtl8029::on_bar_moved(unsigned index, uint32_t /*old_base*/, uint32_t new_base) {
   if (index != 0) return;
+  const uint32_t before = registered_base_;
   // Remove what this card holds (not `old_base`: after a failed add the card
   // holds nothing there, and another device may own that base).
   if (registered_base_ != 0) {
     (void)io_.remove(static_cast<uint16_t>(registered_base_));
     registered_base_ = 0;
   }
-  if (new_base == 0) return;
-  if (io_.add(static_cast<uint16_t>(new_base), kPorts, *this)) {
-    registered_base_ = new_base;
-  } else {
-    core_.count_bad_access();  // overlap: the card stays undecoded
+  if (new_base != 0) {
+    if (io_.add(static_cast<uint16_t>(new_base), kPorts, *this)) {
+      registered_base_ = new_base;
+    } else {
+      core_.count_bad_access();  // overlap: the card stays undecoded
+    }
   }
+  if (registered_base_ != before && io_base_changed_) io_base_changed_(registered_base_);
 }
 
 }  // namespace twoostwo::nic

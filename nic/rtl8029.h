@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 
@@ -55,6 +56,11 @@ class Rtl8029 final : public bus::PciFunction, public bus::IoDevice {
   /// The base the card answers at on the IoBus, or 0: differs from
   /// io_bar_base(0) when adding the BAR's range failed (an overlap).
   uint32_t decoded_io_base() const { return registered_base_; }
+  /// Call `callback` with the new decoded_io_base() (0: none) whenever it
+  /// changes -- on the thread that wrote the configuration space (the
+  /// guest's CPU thread, with the machine's device lock held). The monitor
+  /// uses it to move the data port's coalesced zone (vmcore/nics.h).
+  void on_io_base_changed(std::function<void(uint32_t base)> callback) { io_base_changed_ = std::move(callback); }
 
   /// Port accesses relative to BAR0; forwarded to the DP8390 core (widths
   /// and errors as Dp8390::read/write).
@@ -72,6 +78,7 @@ class Rtl8029 final : public bus::PciFunction, public bus::IoDevice {
   Dp8390 core_;
   bus::IoBus& io_;
   uint32_t registered_base_ = 0;  // the base this card holds on io_, 0 = none
+  std::function<void(uint32_t)> io_base_changed_;
 };
 
 }  // namespace twoostwo::nic

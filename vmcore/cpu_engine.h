@@ -1,6 +1,8 @@
 // The interface both CPU engines implement (DESIGN.md, "Two CPU engines").
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -68,6 +70,35 @@ class CpuEngine {
 
   /// Instructions retired so far, if the engine counts them (emulator), else 0.
   virtual uint64_t instructions_retired() const { return 0; }
+
+  /// Let guest writes to ports [port, port + size) wait in a buffer instead
+  /// of being handled one at a time -- under KVM a coalesced PIO zone
+  /// (api.rst KVM_REGISTER_COALESCED_MMIO with pio = 1), so a `rep outsl` to
+  /// a data port does not exit once per dword. Buffered writes reach
+  /// MachineBindings::io in the order the guest made them, before the engine
+  /// handles any other port or MMIO access, injects an interrupt or returns
+  /// from run(). Reads are never buffered. Only for ports whose writes have
+  /// no effect the guest can notice before its next access to the device.
+  /// Returns true if the engine now buffers those writes, false if it hands
+  /// every write over at once anyway: the emulator (it has no exits to
+  /// save; this default) or KVM without KVM_CAP_COALESCED_PIO.
+  /// Errors: an empty range or one past port 0xFFFF; the engine refused it.
+  virtual Result<bool> coalesce_port_writes(uint16_t port, uint32_t size) {
+    if (auto r = check_port_range(port, size); !r) return std::unexpected(r.error());
+    return false;
+  }
+  /// Stop buffering a range that coalesce_port_writes accepted (the same
+  /// port and size), e.g. because the device moved. Writes still buffered
+  /// are delivered as usual. Errors: as coalesce_port_writes.
+  virtual Result<void> uncoalesce_port_writes(uint16_t port, uint32_t size) { return check_port_range(port, size); }
+
+ protected:
+  static Result<void> check_port_range(uint16_t port, uint32_t size) {
+    if (size == 0 || uint32_t{port} + size > 0x10000) {
+      return fail(fmt::format("port range [{:#x}, +{}) is empty or goes past port 0xffff", port, size));
+    }
+    return {};
+  }
 };
 
 }  // namespace twoostwo::vmcore

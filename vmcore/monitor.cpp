@@ -4,11 +4,16 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <mutex>
@@ -80,12 +85,17 @@ class DeadlineTimer {
     cv_.notify_all();
     thread_.join();
   }
-  /// Kick at guest time `ns` (replaces the armed deadline).
+  /// Kick at guest time `ns` (replaces the armed deadline). Called before
+  /// every run() of the CPU: the timer thread is woken only when the
+  /// deadline moves earlier; a later one it finds when its wait for the
+  /// earlier one ends.
   void arm(uint64_t ns) {
     {
       std::lock_guard lock(mu_);
       if (ns == armed_) return;
+      const bool earlier = ns < armed_;
       armed_ = ns;
+      if (!earlier) return;
     }
     cv_.notify_all();
   }
@@ -134,14 +144,134 @@ struct Monitor::Impl {
 
   std::atomic<bool> stop{false};
   std::atomic<bool> guest_shutdown{false};
-  std::condition_variable_any halt_cv;  // waited on with machine->mutex()
   std::atomic<int> exec_status{kExitOk};
 
+  // Waking the CPU thread. While the guest runs, CpuEngine::kick() makes
+  // run() return. While it halts, the CPU thread waits in poll(2) on
+  // `wake_fd` (an eventfd) and on the NICs' sockets (wait_while_halted), so
+  // a frame arriving for a halted guest wakes the CPU thread itself, which
+  // receives it: one thread wake-up between the socket and the guest, not a
+  // hop through the I/O thread first. Meanwhile the I/O thread, which the
+  // frame wakes too, leaves it alone (nic_polling, NicSet::start's defer).
+  int wake_fd = -1;
+  std::atomic<bool> halt_waiting{false};  // the CPU thread is in (or entering) a halted wait
+  std::atomic<bool> nic_polling{false};   // ... and polls the NICs' sockets there
+  std::thread::id cpu_thread;             // the thread in Monitor::run()
+
+  ~Impl() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+
+  void wake_halted() {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd, &one, sizeof one);  // fails only if the counter is full
+  }
+
+  /// Make the CPU thread look at the machine again now (stop request, guest
+  /// reset): leave run() or the halted wait. Any thread.
   void kick() {
     if (engine) engine->kick();
-    halt_cv.notify_all();
+    if (halt_waiting.load()) wake_halted();
   }
+
+  /// INTR may have risen (the PIC's on_intr_raised; device lock held).
+  /// From the CPU thread itself nothing is needed: both engines read the
+  /// PIC again after every device access and before entering guest code,
+  /// and the halted wait checks it before sleeping; kicking there would
+  /// only end run() early for nothing. From another thread (the I/O
+  /// thread's receive, console input): wake the halted wait, or kick a
+  /// running engine. The halted wait publishes halt_waiting before it takes
+  /// the device lock to check INTR, so a rise seen under that lock either
+  /// comes before the check or finds halt_waiting set.
+  void interrupt_raised() {
+    if (std::this_thread::get_id() == cpu_thread) return;
+    if (halt_waiting.load()) {
+      wake_halted();
+    } else if (engine) {
+      engine->kick();
+    }
+  }
+
+  /// A device deadline passed (DeadlineTimer's thread): only a running
+  /// engine needs the kick; the halted wait sleeps until deadlines itself.
+  void deadline_passed() {
+    if (!halt_waiting.load()) engine->kick();
+  }
+
+  void wait_while_halted();
+  void wait_for_stop();
 };
+
+void Monitor::Impl::wait_while_halted() {
+  // Published before INTR is checked under the device lock (interrupt_raised).
+  halt_waiting.store(true);
+  nic_polling.store(!clock->is_virtual());
+  std::vector<pollfd> fds;
+  auto watch = [&] {
+    fds.assign(1, pollfd{wake_fd, POLLIN, 0});
+    for (const int fd : nics->receive_fds()) fds.push_back(pollfd{fd, POLLIN, 0});
+  };
+  watch();
+  for (;;) {
+    timespec timeout{};
+    bool finite = false;
+    {
+      std::lock_guard lock(machine->mutex());
+      if (stop || guest_shutdown) break;
+      machine->advance_time(clock->now_ns());
+      if (machine->pic().interrupt_pending()) break;
+      const uint64_t next = machine->next_deadline_ns();
+      if (clock->is_virtual()) {
+        // Guest time stands still while the CPU halts: jump to the next
+        // deadline at once (frames still arrive through the I/O thread).
+        if (next == TimedDevice::kNever) break;  // nothing will ever wake the guest
+        clock->skip_to(next);
+        continue;
+      }
+      if (next != TimedDevice::kNever) {
+        const uint64_t now = clock->now_ns();
+        if (next <= now) continue;
+        const uint64_t left = next - now;
+        timeout.tv_sec = static_cast<time_t>(left / 1'000'000'000);
+        timeout.tv_nsec = static_cast<long>(left % 1'000'000'000);
+        finite = true;
+      }
+    }
+    for (pollfd& p : fds) p.revents = 0;
+    const int n = ::ppoll(fds.data(), fds.size(), finite ? &timeout : nullptr, nullptr);
+    if (n <= 0) continue;  // deadline (or EINTR): look again
+    if (fds[0].revents != 0) {
+      uint64_t count;
+      [[maybe_unused]] const ssize_t r = ::read(wake_fd, &count, sizeof count);
+    }
+    bool frames = false;
+    for (size_t i = 1; i < fds.size(); ++i) frames |= fds[i].revents != 0;
+    if (frames) {
+      nics->receive_pending();
+      // A backend whose peer closed stays readable: poll the others only.
+      if (nics->receive_fds().size() + 1 != fds.size()) watch();
+    }
+  }
+  halt_waiting.store(false);
+  if (nic_polling.exchange(false)) {
+    // The I/O thread may have left a frame to this thread just before the
+    // flag fell: take it now (it would otherwise wait for the next frame's
+    // readiness edge).
+    nics->receive_pending();
+  }
+}
+
+void Monitor::Impl::wait_for_stop() {
+  halt_waiting.store(true);
+  pollfd p{wake_fd, POLLIN, 0};
+  while (!stop && !guest_shutdown) {
+    if (::poll(&p, 1, -1) > 0) {
+      uint64_t count;
+      [[maybe_unused]] const ssize_t r = ::read(wake_fd, &count, sizeof count);
+    }
+  }
+  halt_waiting.store(false);
+}
 
 Monitor::Monitor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Monitor::~Monitor() = default;
@@ -199,6 +329,9 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
     m.clock = std::make_unique<HostClock>();
   }
 
+  m.wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (m.wake_fd < 0) return fail(fmt::format("eventfd: {}", std::strerror(errno)));
+
   auto ram = RamBlock::allocate(o.memory_mib << 20);
   if (!ram) return std::unexpected(ram.error());
   m.ram.emplace(std::move(*ram));
@@ -243,7 +376,7 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
     m.guest_shutdown = true;
     m.kick();
   };
-  mc.on_intr = [&m] { m.kick(); };
+  mc.on_intr = [&m] { m.interrupt_raised(); };
   auto machine = Machine::create(std::move(mc));
   if (!machine) return std::unexpected(machine.error());
   m.machine = std::move(*machine);
@@ -263,6 +396,10 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const MonitorOptions& o) {
   if (!engine) return std::unexpected(engine.error());
   m.engine = std::move(*engine);
   const bool emulator = dynamic_cast<EmulatorEngine*>(m.engine.get()) != nullptr;
+  if (auto r = m.nics->coalesce_data_ports(*m.engine); !r) {
+    // Only speed is lost: the engine then hands over every data-port write at once.
+    fmt::print(stderr, "twoostwo-vmm: {}: {}; data port writes are not coalesced\n", o.name, r.error().message);
+  }
 
   // Load the guest.
   CpuState entry;
@@ -340,7 +477,7 @@ int Monitor::run() {
   };
   flush_loop();
   auto work = asio::make_work_guard(m.io);
-  m.nics->start(m.io);
+  m.nics->start(m.io, [&m] { return m.nic_polling.load(); });
   for (const auto& line : m.nics->describe()) fmt::print(stderr, "twoostwo-vmm: {}: {}\n", m.options.name, line);
   std::thread io_thread([&] { m.io.run(); });
 
@@ -386,8 +523,9 @@ int Monitor::run() {
   // Block the signals on this thread so that SIGTERM reaches the I/O thread's
   // signal_set only; the engine uses its own signal to leave KVM_RUN.
   int status = kExitOk;
+  m.cpu_thread = std::this_thread::get_id();
   {
-    DeadlineTimer timer(*m.clock, [&m] { m.engine->kick(); });
+    DeadlineTimer timer(*m.clock, [&m] { m.deadline_passed(); });
     while (!m.stop && !m.guest_shutdown) {
       uint64_t deadline;
       {
@@ -397,6 +535,7 @@ int Monitor::run() {
       }
       timer.arm(deadline);
       const RunResult r = m.engine->run();
+      m.nics->receive_held_back();  // the guest may have freed ring space for frames held on a socket
       if (r.reason == StopReason::kHalt && !r.detail.empty()) {
         // HLT with interrupts disabled (and no NMI source): the guest has
         // stopped for good; wait for SIGTERM rather than spin.
@@ -407,26 +546,9 @@ int Monitor::run() {
           fmt::print(stderr, "{}", disassemble(*st, bus::GuestMemory(m.ram->data(), m.ram->size()),
                                                pc >= 1 ? pc - 1 : pc, 2, pc));
         }
-        std::unique_lock lock(m.machine->mutex());
-        m.halt_cv.wait(lock, [&] { return m.stop || m.guest_shutdown; });
+        m.wait_for_stop();
       } else if (r.reason == StopReason::kHalt) {
-        std::unique_lock lock(m.machine->mutex());
-        while (!m.stop && !m.guest_shutdown && !m.machine->pic().interrupt_pending()) {
-          m.machine->advance_time(m.clock->now_ns());
-          if (m.machine->pic().interrupt_pending()) break;
-          const uint64_t next = m.machine->next_deadline_ns();
-          if (m.clock->is_virtual()) {
-            if (next == TimedDevice::kNever) break;  // nothing will ever wake the guest
-            m.clock->skip_to(next);
-            continue;
-          }
-          if (next == TimedDevice::kNever) {
-            m.halt_cv.wait(lock);
-          } else {
-            const uint64_t now = m.clock->now_ns();
-            if (next > now) m.halt_cv.wait_for(lock, std::chrono::nanoseconds(next - now));
-          }
-        }
+        m.wait_while_halted();
       } else if (r.reason == StopReason::kShutdown) {
         m.guest_shutdown = true;
       } else if (r.reason == StopReason::kTripleFault || r.reason == StopReason::kFault) {

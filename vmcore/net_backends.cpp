@@ -108,8 +108,9 @@ void SocketBackend::send(std::span<const std::byte> frame) {
   }
 }
 
-void SocketBackend::start(boost::asio::io_context& io, FrameHandler on_frame) {
+void SocketBackend::start(boost::asio::io_context& io, FrameHandler on_frame, std::function<bool()> defer) {
   on_frame_ = std::move(on_frame);
+  defer_ = std::move(defer);
   waiter_ = std::make_unique<boost::asio::posix::stream_descriptor>(io, fd_);
   arm();
 }
@@ -129,10 +130,39 @@ void SocketBackend::arm() {
 }
 
 void SocketBackend::drain() {
+  if (defer_ && defer_()) {
+    // Another thread polls the socket and receives (receive_now); readiness
+    // is edge-triggered here, so this wait ends with the next frame.
+    arm();
+    return;
+  }
+  {
+    std::lock_guard lock(rx_mu_);
+    (void)receive_locked(on_frame_);
+    if (peer_closed_.load(std::memory_order_relaxed)) return;  // nothing more will come
+  }
+  arm();
+}
+
+size_t SocketBackend::receive_now(const FrameHandler& on_frame) {
+  std::lock_guard lock(rx_mu_);
+  if (peer_closed_.load(std::memory_order_relaxed)) return 0;
+  return receive_locked(on_frame);
+}
+
+size_t SocketBackend::receive_locked(const FrameHandler& on_frame) {
+  size_t handed_on = 0;
   for (;;) {
+    if (room_ && !room_()) {
+      held_back_.store(true, std::memory_order_release);  // the frames wait on the socket
+      break;
+    }
     const ssize_t n = ::recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        held_back_.store(false, std::memory_order_release);
+        break;
+      }
       if (errno == EINTR) continue;
       // ECONNREFUSED (ICMP from a UDP peer not listening yet) and the like:
       // count and keep going.
@@ -143,7 +173,7 @@ void SocketBackend::drain() {
       if (connected_) {
         // A SOCK_SEQPACKET peer closed its end: nothing more will come.
         peer_closed_.store(true, std::memory_order_relaxed);
-        return;
+        break;
       }
       rx_errors_.fetch_add(1, std::memory_order_relaxed);  // an empty datagram
       continue;
@@ -153,9 +183,10 @@ void SocketBackend::drain() {
       continue;
     }
     rx_frames_.fetch_add(1, std::memory_order_relaxed);
-    on_frame_(std::span<const std::byte>(buffer_.data(), static_cast<size_t>(n)));
+    ++handed_on;
+    if (on_frame) on_frame(std::span<const std::byte>(buffer_.data(), static_cast<size_t>(n)));
   }
-  arm();
+  return handed_on;
 }
 
 SocketBackend::Counters SocketBackend::counters() const {

@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <mutex>
 
 #include "nic/dp8390.h"
 #include "nic/ne2000_isa.h"
 #include "nic/rtl8029.h"
+#include "vmcore/cpu_engine.h"
 #include "vmcore/devices/pci_host.h"
 #include "vmcore/devices/pic.h"
 #include "vmcore/machine.h"
@@ -157,6 +159,8 @@ struct NicSet::Card {
   uint16_t io_base = 0;
   uint8_t irq = 0;
   unsigned slot = 0;
+  uint32_t coalesced_base = 0;  // the base whose data port is a coalesced zone, 0 = none
+  std::atomic<bool> room{true};   // the host-side receive queue had room after the last frame
 
   nic::NetBackend& backend() { return socket ? static_cast<nic::NetBackend&>(*socket) : unplugged; }
   nic::Dp8390& core() { return isa ? isa->core() : pci->core(); }
@@ -202,6 +206,9 @@ Result<std::unique_ptr<NicSet>> NicSet::create(const std::vector<NicSpec>& specs
       case NicSpec::Backend::kNone:
         break;
     }
+    // Flow control (nics.h receive_held_back): checked between frames
+    // without the machine's mutex; deliver() and has_room() keep it current.
+    if (c.socket) c.socket->set_room([cp = &c] { return cp->room.load(); });
     for (const auto& other : set->cards_) {
       if (other->mac == c.mac) {
         return fail(fmt::format("{}: MAC {} is also nic{}'s", who, nic::format_mac(c.mac), other->index));
@@ -250,15 +257,92 @@ Result<std::unique_ptr<NicSet>> NicSet::create(const std::vector<NicSpec>& specs
   return set;
 }
 
-void NicSet::start(boost::asio::io_context& io) {
+void NicSet::deliver(Card& card, std::span<const std::byte> frame) {
+  std::lock_guard lock(machine_.mutex());
+  card.core().receive(frame);
+  card.room.store(card.core().rx_queue_length() < nic::Dp8390::kRxQueueFrames);
+}
+
+void NicSet::start(boost::asio::io_context& io, std::function<bool()> defer) {
   for (auto& card : cards_) {
     if (!card->socket) continue;
     Card* c = card.get();
-    c->socket->start(io, [this, c](std::span<const std::byte> frame) {
-      std::lock_guard lock(machine_.mutex());
-      c->core().receive(frame);
-    });
+    c->socket->start(io, [this, c](std::span<const std::byte> frame) { deliver(*c, frame); }, defer);
   }
+}
+
+bool NicSet::has_room(Card& card) {
+  std::lock_guard lock(machine_.mutex());
+  const bool room = card.core().rx_queue_length() < nic::Dp8390::kRxQueueFrames;
+  card.room.store(room);
+  return room;
+}
+
+std::vector<int> NicSet::receive_fds() const {
+  std::vector<int> fds;
+  for (const auto& card : cards_) {
+    if (card->socket && !card->socket->peer_closed() && !card->socket->held_back()) fds.push_back(card->socket->fd());
+  }
+  return fds;
+}
+
+size_t NicSet::receive_held_back() {
+  size_t frames = 0;
+  for (auto& card : cards_) {
+    if (!card->socket || !card->socket->held_back()) continue;
+    Card* c = card.get();
+    if (!has_room(*c)) continue;
+    frames += c->socket->receive_now([this, c](std::span<const std::byte> frame) { deliver(*c, frame); });
+  }
+  return frames;
+}
+
+size_t NicSet::receive_pending() {
+  size_t frames = 0;
+  for (auto& card : cards_) {
+    if (!card->socket) continue;
+    Card* c = card.get();
+    frames += c->socket->receive_now([this, c](std::span<const std::byte> frame) { deliver(*c, frame); });
+  }
+  return frames;
+}
+
+Result<bool> NicSet::coalesce(Card& c, uint32_t io_base) {
+  if (c.coalesced_base != 0) {
+    const uint32_t old = c.coalesced_base;
+    c.coalesced_base = 0;
+    if (auto r = engine_->uncoalesce_port_writes(static_cast<uint16_t>(old + nic::Dp8390::kDataPort),
+                                                 nic::Dp8390::kDataPorts);
+        !r) {
+      return std::unexpected(r.error());
+    }
+  }
+  if (io_base == 0) return false;
+  auto r = engine_->coalesce_port_writes(static_cast<uint16_t>(io_base + nic::Dp8390::kDataPort),
+                                         nic::Dp8390::kDataPorts);
+  if (!r) return std::unexpected(r.error());
+  if (*r) c.coalesced_base = io_base;
+  return *r;
+}
+
+Result<size_t> NicSet::coalesce_data_ports(CpuEngine& engine) {
+  std::lock_guard lock(machine_.mutex());
+  engine_ = &engine;
+  size_t coalesced = 0;
+  for (auto& card : cards_) {
+    Card* c = card.get();
+    const uint32_t base = c->isa ? c->io_base : c->pci->decoded_io_base();
+    auto r = coalesce(*c, base);
+    if (!r) return fail(fmt::format("nic{} ({}): data port: {}", c->index, c->model(), r.error().message));
+    if (*r) ++coalesced;
+    if (c->pci) {
+      // The guest may move BAR0 (Linux's probe sizes it, then puts it back):
+      // the zone follows the card. A zone the engine refuses here only
+      // costs speed: the writes are then handled one by one, in order.
+      c->pci->on_io_base_changed([this, c](uint32_t new_base) { (void)coalesce(*c, new_base); });
+    }
+  }
+  return coalesced;
 }
 
 void NicSet::stop() {
@@ -283,9 +367,10 @@ std::vector<std::string> NicSet::describe() const {
       backend = fmt::format("{} (tx dropped {}, rx errors {}{})", c.socket->description(), b.tx_dropped, b.rx_errors,
                             c.socket->peer_closed() ? ", peer closed" : "");
     }
-    out.push_back(fmt::format("nic{}: {} {} {}, {}; tx {} frames {} bytes, rx {} frames {} bytes, rx filtered {}, "
+    out.push_back(fmt::format("nic{}: {} {} {}, {}{}; tx {} frames {} bytes, rx {} frames {} bytes, rx filtered {}, "
                               "rx queued {}, rx dropped {}",
-                              c.index, c.model(), nic::format_mac(c.mac), where, backend, k.tx_frames, k.tx_bytes,
+                              c.index, c.model(), nic::format_mac(c.mac), where, backend,
+                              c.coalesced_base != 0 ? ", data port coalesced" : "", k.tx_frames, k.tx_bytes,
                               k.rx_frames, k.rx_bytes, k.rx_filtered, k.rx_queued, k.rx_dropped));
   }
   return out;

@@ -12,13 +12,26 @@
 //   its jumpers would set them; `ne.ko io=0x300 irq=9` finds it.
 // - MAC: given, or 02:2f:HH:HH:HH:NN — a locally administered address from a
 //   hash of the VM name and the card's index, the same on every run.
+// - Data port: with an engine that can buffer port writes (KVM with
+//   KVM_CAP_COALESCED_PIO, CpuEngine::coalesce_port_writes), each card's
+//   remote-DMA data port (base + 0x10 .. 0x17, nic/dp8390.h's port map) is a
+//   coalesced zone, so the `rep outsl` of a transmit does not exit once per
+//   dword (facts §8). Only the data port: its writes only move bytes into
+//   card memory and count RBCR down, which the driver looks at through a
+//   register read (an exit, before which the engine delivers every buffered
+//   write). Register writes (CR starts a transmit, IMR/ISR move the IRQ
+//   line) and the reset port (base + 0x18, whose read resets the card) are
+//   never buffered; reads never are.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +42,7 @@
 namespace twoostwo::vmcore {
 
 class Machine;
+class CpuEngine;
 
 inline constexpr size_t kMaxNics = 4;
 
@@ -71,10 +85,42 @@ class NicSet {
   NicSet(const NicSet&) = delete;
   NicSet& operator=(const NicSet&) = delete;
 
-  /// Start receiving from the backends on `io`'s thread.
-  void start(boost::asio::io_context& io);
+  /// Start receiving from the backends on `io`'s thread. While `defer`
+  /// (optional) returns true, that thread leaves waiting frames to a thread
+  /// that polls receive_fds() and calls receive_pending() (SocketBackend::start).
+  void start(boost::asio::io_context& io, std::function<bool()> defer = {});
   /// Stop receiving (before `io` stops).
   void stop();
+
+  /// The backends' sockets worth poll(2)ing (POLLIN) for frames: those
+  /// whose peer is not known to have closed and whose card has room. The
+  /// Monitor's CPU thread polls them while the guest halts, with
+  /// receive_pending().
+  std::vector<int> receive_fds() const;
+  /// Hand every frame waiting on any backend to its card now, without
+  /// blocking, on the calling thread (which must not hold the machine's
+  /// mutex; each frame takes it). Safe while the I/O thread receives too:
+  /// each card still gets its frames in arrival order (SocketBackend::
+  /// receive_now). Returns the number of frames handed to the cards.
+  size_t receive_pending();
+  /// Flow control: a card takes frames from its backend only while its
+  /// host-side queue has room (Dp8390::kRxQueueFrames); otherwise they wait
+  /// on the socket, where a SOCK_SEQPACKET peer's sends fail once the
+  /// buffer is full, so a frame is never lost silently inside the monitor.
+  /// When the guest has freed ring space, this receives what was held back
+  /// (call it on a thread that does not hold the machine's mutex: the
+  /// Monitor's CPU thread, after every run()). Cheap when nothing is held
+  /// back. Returns the number of frames handed to the cards.
+  size_t receive_held_back();
+
+  /// Ask `engine` to buffer guest writes to each card's data port (see the
+  /// top of this file), now and whenever an RTL8029's BAR0 moves (the old
+  /// zone is dropped, the new one added). Call once, with the machine's
+  /// mutex not held by another thread, before the CPU runs; `engine` must
+  /// outlive this NicSet. Returns how many cards' data ports are coalesced:
+  /// 0 with an engine that delivers every write at once anyway (the
+  /// emulator). Errors: the engine refused a zone (the message names the card).
+  Result<size_t> coalesce_data_ports(CpuEngine& engine);
 
   size_t size() const;
   /// One line per card: model, MAC, where it is, backend and counters.
@@ -83,7 +129,11 @@ class NicSet {
  private:
   struct Card;
   explicit NicSet(Machine& machine);
+  void deliver(Card& card, std::span<const std::byte> frame);
+  bool has_room(Card& card);
+  Result<bool> coalesce(Card& card, uint32_t io_base);
   Machine& machine_;
+  CpuEngine* engine_ = nullptr;  // set by coalesce_data_ports
   std::vector<std::unique_ptr<Card>> cards_;
 };
 

@@ -208,6 +208,8 @@ class EmuMachine {
     b.memory = ram.memory();
     b.io = &io;
     b.clock = clock;
+    b.lock_devices = [this] { ++locks; };
+    b.unlock_devices = [this] { ++unlocks; };
     auto e = EmulatorEngine::create(b, options);
     EXPECT_TRUE(e) << (e ? "" : e.error().message);
     if (e) engine = std::move(*e);
@@ -234,6 +236,7 @@ class EmuMachine {
   bus::IoBus io;
   CollectingUart uart;
   PatternPort pattern;
+  unsigned locks = 0, unlocks = 0;  // calls of the device lock's lock/unlock
   std::unique_ptr<EmulatorEngine> engine;
 };
 

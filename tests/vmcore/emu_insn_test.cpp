@@ -214,6 +214,32 @@ TEST_F(EmuInsn, RepInsAndOuts) {
   EXPECT_EQ(m_.uart.output, "out!");
 }
 
+TEST_F(EmuInsn, RepInsAndOutsTakeTheDeviceLockOncePerRunOfElements) {
+  // 600 bytes out, 300 in: the lock is taken once per run of up to 256
+  // elements (ops_string.cpp PortRun), and let go before the next
+  // instruction (the final HLT): taken and released as often.
+  std::string text(600, ' ');
+  for (unsigned k = 0; k < text.size(); ++k) text[k] = static_cast<char>('a' + k % 26);
+  std::memcpy(m_.ram.data() + kSrc, text.data(), text.size());
+  unsigned locks = m_.locks;
+  run("t_rep_outsb", [&](CpuState& e) {
+    e.gpr[kRsi] = kSrc;
+    e.gpr[kRcx] = static_cast<uint32_t>(text.size());
+  });
+  EXPECT_EQ(m_.uart.output, text);
+  EXPECT_EQ(m_.locks - locks, 3u);
+  EXPECT_EQ(m_.locks, m_.unlocks);
+  locks = m_.locks;
+  const unsigned before = m_.pattern.bytes_read;
+  run("t_rep_insb", [](CpuState& e) {
+    e.gpr[kRdi] = kDst;
+    e.gpr[kRcx] = 300;
+  });
+  for (unsigned k = 0; k < 300; ++k) ASSERT_EQ(m_.ram.data()[kDst + k], PatternPort::byte_at(before + k)) << k;
+  EXPECT_EQ(m_.locks - locks, 2u);
+  EXPECT_EQ(m_.locks, m_.unlocks);
+}
+
 TEST_F(EmuInsn, LongRepStosIsRestartedBetweenChunks) {
   // 1 MiB with a small slice: run() returns kKicked in between and the
   // instruction resumes where it stopped.

@@ -457,6 +457,31 @@ TEST_F(KvmEngineTest, CoalescedPioKeepsOrder) {
   EXPECT_EQ(c.io_exits, 1u);  // only the UART write exited
 }
 
+TEST_F(KvmEngineTest, CoalescePortWritesThroughTheEngineInterface) {
+  // CpuEngine::coalesce_port_writes / uncoalesce_port_writes, as NicSet uses
+  // them: a zone registered and then dropped again leaves every write of
+  // the `rep outsb` to exit, still in order.
+  WriteRecorder data_port(0x510, log_);
+  ASSERT_TRUE(io_.add(0x510, 1, data_port));
+  ASSERT_NO_FATAL_FAILURE(start("coalesced"));
+  CpuEngine& engine = *engine_;
+  EXPECT_FALSE(engine.coalesce_port_writes(0x510, 0));
+  EXPECT_FALSE(engine.coalesce_port_writes(0xFFFF, 2));
+  auto on = engine.coalesce_port_writes(0x510, 1);
+  ASSERT_TRUE(on) << on.error().message;
+  EXPECT_EQ(*on, engine_->has_coalesced_pio());
+  ASSERT_TRUE(engine.uncoalesce_port_writes(0x510, 1));
+  const RunResult r = engine_->run();
+  ASSERT_EQ(r.reason, StopReason::kHalt) << r.detail;
+  ASSERT_EQ(log_.size(), 65u);
+  for (unsigned i = 0; i < 64; ++i) {
+    EXPECT_EQ(log_[i].bytes, std::vector<uint8_t>{static_cast<uint8_t>(3 * i + 1)}) << i;
+  }
+  EXPECT_EQ(log_[64].port, 0x3f8);
+  EXPECT_EQ(engine_->counters().coalesced_writes, 0u);
+  EXPECT_EQ(engine_->counters().io_elements, 65u);
+}
+
 TEST_F(KvmEngineTest, RomAtTheResetVector) {
   MmioRecorder rom_writes;
   ASSERT_TRUE(mmio_.add(0xFFFFF000, 0x1000, rom_writes));

@@ -5,6 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -12,6 +16,7 @@
 #include <thread>
 
 #include "nic/dp8390.h"
+#include "vmcore/cpu_engine.h"
 #include "vmcore/devices/pci_host.h"
 #include "vmcore/devices/pic.h"
 #include "vmcore/machine.h"
@@ -152,6 +157,118 @@ TEST(SocketBackend, SeqpacketFdCarriesOneFramePerMessageBothWays) {
   (*b)->stop();
 }
 
+TEST(SocketBackend, ReceiveNowAndTheIoThreadKeepFramesInOrder) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  auto b = SocketBackend::adopt_fd(sv[0]);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ((*b)->fd(), sv[0]);
+  Inbox io_inbox, now_inbox;
+  std::atomic<bool> defer{true};
+  IoThread io;
+  (*b)->start(io.io, io_inbox.handler(), [&] { return defer.load(); });
+  // Deferred: the I/O thread wakes for these but leaves them on the socket.
+  for (uint8_t k = 1; k <= 3; ++k) {
+    const auto f = frame_of(60 + k, k);
+    ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), static_cast<ssize_t>(f.size()));
+  }
+  std::this_thread::sleep_for(50ms);
+  {
+    std::lock_guard lock(io_inbox.mu);
+    EXPECT_TRUE(io_inbox.frames.empty());
+  }
+  EXPECT_EQ((*b)->receive_now(now_inbox.handler()), 3u);
+  ASSERT_EQ(now_inbox.frames.size(), 3u);
+  for (uint8_t k = 1; k <= 3; ++k) EXPECT_EQ(now_inbox.frames[k - 1], frame_of(60 + k, k));
+  EXPECT_EQ((*b)->receive_now(now_inbox.handler()), 0u);  // nothing waits: returns at once
+  // Not deferred: the I/O thread receives again, from the next frame on.
+  defer = false;
+  const auto f4 = frame_of(100, 4);
+  ASSERT_EQ(::send(sv[1], f4.data(), f4.size(), 0), 100);
+  ASSERT_TRUE(io_inbox.wait_for(1));
+  EXPECT_EQ(io_inbox.frames[0], f4);
+  // Both receiving at once: every frame exactly once, in order within each
+  // receiver, and the two receivers' shares interleave only at frame
+  // boundaries (the sequence numbers merge back into 0..N-1).
+  constexpr unsigned kFrames = 400;
+  std::thread sender([&] {
+    for (unsigned k = 0; k < kFrames; ++k) {
+      std::vector<std::byte> f(64, std::byte{0});
+      std::memcpy(f.data(), &k, sizeof k);
+      while (::send(sv[1], f.data(), f.size(), 0) != 64) std::this_thread::sleep_for(1ms);
+    }
+  });
+  std::vector<unsigned> by_now;
+  auto collect = [&](std::span<const std::byte> f) {
+    unsigned k;
+    std::memcpy(&k, f.data(), sizeof k);
+    by_now.push_back(k);
+  };
+  for (int spins = 0; spins < 2000; ++spins) {
+    (*b)->receive_now(collect);
+    size_t io_count;
+    {
+      std::lock_guard lock(io_inbox.mu);
+      io_count = io_inbox.frames.size() - 1;  // minus f4
+    }
+    if (by_now.size() + io_count == kFrames) break;
+    std::this_thread::sleep_for(1ms);
+  }
+  sender.join();
+  std::vector<unsigned> by_io;
+  {
+    std::lock_guard lock(io_inbox.mu);
+    for (size_t i = 1; i < io_inbox.frames.size(); ++i) {
+      unsigned k;
+      std::memcpy(&k, io_inbox.frames[i].data(), sizeof k);
+      by_io.push_back(k);
+    }
+  }
+  ASSERT_EQ(by_now.size() + by_io.size(), kFrames);
+  EXPECT_TRUE(std::is_sorted(by_now.begin(), by_now.end()));
+  EXPECT_TRUE(std::is_sorted(by_io.begin(), by_io.end()));
+  std::vector<unsigned> all = by_now;
+  all.insert(all.end(), by_io.begin(), by_io.end());
+  std::sort(all.begin(), all.end());
+  for (unsigned k = 0; k < kFrames; ++k) ASSERT_EQ(all[k], k);
+  EXPECT_EQ((*b)->counters().rx_frames, 4u + kFrames);
+  // A closed peer: receive_now says nothing more and keeps saying so.
+  ::close(sv[1]);
+  (*b)->receive_now(collect);
+  EXPECT_TRUE((*b)->peer_closed());
+  EXPECT_EQ((*b)->receive_now(collect), 0u);
+  (*b)->stop();
+}
+
+TEST(SocketBackend, WithoutRoomFramesWaitOnTheSocket) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  auto b = SocketBackend::adopt_fd(sv[0]);
+  ASSERT_TRUE(b) << b.error().message;
+  unsigned room = 2;  // frames the receiver can take
+  (*b)->set_room([&] { return room > 0; });
+  Inbox inbox;
+  auto take = [&](std::span<const std::byte> f) {
+    --room;
+    inbox.handler()(f);
+  };
+  for (uint8_t k = 0; k < 5; ++k) {
+    const auto f = frame_of(60, k);
+    ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60);
+  }
+  EXPECT_FALSE((*b)->held_back());
+  EXPECT_EQ((*b)->receive_now(take), 2u);
+  EXPECT_TRUE((*b)->held_back());
+  EXPECT_EQ((*b)->receive_now(take), 0u);  // still no room: nothing read, nothing lost
+  room = 10;
+  EXPECT_EQ((*b)->receive_now(take), 3u);
+  EXPECT_FALSE((*b)->held_back());  // the socket is empty again
+  ASSERT_EQ(inbox.frames.size(), 5u);
+  for (uint8_t k = 0; k < 5; ++k) EXPECT_EQ(inbox.frames[k], frame_of(60, k));
+  EXPECT_EQ((*b)->counters().rx_frames, 5u);
+  ::close(sv[1]);
+}
+
 TEST(SocketBackend, AdoptRefusesWhatIsNotAFrameSocket) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
@@ -232,6 +349,14 @@ struct MachineRig {
     auto m = Machine::create(std::move(mc));
     EXPECT_TRUE(m);
     machine = std::move(*m);
+  }
+  void pci_write(unsigned slot, unsigned reg, uint32_t value) {
+    uint8_t a[4];
+    bus::store_le(a, 0x80000000u | (slot << 11) | reg);
+    machine->io_bus().write(0xCF8, a);
+    uint8_t d[4];
+    bus::store_le(d, value);
+    machine->io_bus().write(0xCFC, d);
   }
   uint32_t pci_read(unsigned slot, unsigned reg) {
     const uint32_t addr = 0x80000000u | (slot << 11) | reg;
@@ -326,6 +451,167 @@ TEST(NicSet, ConflictsAreClearErrors) {
     ASSERT_FALSE(set);
     EXPECT_EQ(set.error().message, "5 NICs asked for: a VM has at most 4");
   }
+}
+
+/// A CpuEngine that only records which port ranges it was asked to
+/// coalesce (CpuEngine::coalesce_port_writes), as KVM would hold them.
+class ZoneRecorder final : public CpuEngine {
+ public:
+  std::string_view name() const override { return "zone recorder"; }
+  Result<void> set_state(const CpuState&) override { return {}; }
+  Result<CpuState> state() override { return CpuState{}; }
+  RunResult run() override { return RunResult{StopReason::kHalt, {}}; }
+  void kick() override {}
+  Result<bool> coalesce_port_writes(uint16_t port, uint32_t size) override {
+    log.push_back(fmt::format("+{:#x}/{}", port, size));
+    zones.emplace_back(port, size);
+    return true;
+  }
+  Result<void> uncoalesce_port_writes(uint16_t port, uint32_t size) override {
+    log.push_back(fmt::format("-{:#x}/{}", port, size));
+    const auto it = std::find(zones.begin(), zones.end(), std::pair<uint16_t, uint32_t>(port, size));
+    if (it == zones.end()) return fail("no such zone");
+    zones.erase(it);
+    return {};
+  }
+  std::vector<std::pair<uint16_t, uint32_t>> zones;
+  std::vector<std::string> log;
+};
+
+/// An engine that hands over every write at once (the CpuEngine default, as the emulator).
+class NoZones final : public CpuEngine {
+ public:
+  std::string_view name() const override { return "no zones"; }
+  Result<void> set_state(const CpuState&) override { return {}; }
+  Result<CpuState> state() override { return CpuState{}; }
+  RunResult run() override { return RunResult{StopReason::kHalt, {}}; }
+  void kick() override {}
+};
+
+TEST(NicSet, DataPortZonesFollowTheCards) {
+  MachineRig rig;
+  auto pci = parse_nic_spec("model=rtl8029");
+  auto isa = parse_nic_spec("model=ne2000,io=0x320,irq=5");
+  ASSERT_TRUE(pci && isa);
+  auto set = NicSet::create({*pci, *isa}, "vm", *rig.machine);
+  ASSERT_TRUE(set) << set.error().message;
+  ZoneRecorder engine;
+  auto n = (*set)->coalesce_data_ports(engine);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, 2u);
+  // The data port and its aliases only: not the registers, not the reset port.
+  EXPECT_EQ(engine.log, (std::vector<std::string>{"+0xc010/8", "+0x330/8"}));
+  EXPECT_NE((*set)->describe()[0].find(", data port coalesced;"), std::string::npos) << (*set)->describe()[0];
+  // The guest moves BAR0: the zone moves with the card.
+  rig.pci_write(3, 0x10, 0xD000);
+  EXPECT_EQ(rig.pci_read(3, 0x10), 0xD001u);
+  EXPECT_EQ(engine.log, (std::vector<std::string>{"+0xc010/8", "+0x330/8", "-0xc010/8", "+0xd010/8"}));
+  // Decoding off (Linux sizing a BAR), then on again: the zone goes and comes back.
+  const uint32_t command = rig.pci_read(3, 0x04) & 0xFFFF;
+  rig.pci_write(3, 0x04, command & ~1u);
+  EXPECT_EQ(engine.zones, (std::vector<std::pair<uint16_t, uint32_t>>{{0x330, 8}}));
+  EXPECT_EQ((*set)->describe()[0].find("data port coalesced"), std::string::npos) << (*set)->describe()[0];
+  rig.pci_write(3, 0x04, command);
+  EXPECT_EQ(engine.zones, (std::vector<std::pair<uint16_t, uint32_t>>{{0x330, 8}, {0xD010, 8}}));
+  // The card still answers at its new place.
+  uint8_t cr = 0;
+  rig.machine->io_bus().read(0xD000, std::span<uint8_t>(&cr, 1));
+  EXPECT_EQ(cr, 0x21);
+}
+
+TEST(NicSet, AnEngineWithoutBufferingCoalescesNothing) {
+  MachineRig rig;
+  auto pci = parse_nic_spec("model=rtl8029");
+  ASSERT_TRUE(pci);
+  auto set = NicSet::create({*pci}, "vm", *rig.machine);
+  ASSERT_TRUE(set) << set.error().message;
+  NoZones engine;
+  auto n = (*set)->coalesce_data_ports(engine);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, 0u);
+  EXPECT_EQ((*set)->describe()[0].find("data port coalesced"), std::string::npos);
+  // The default still checks the range it is given.
+  EXPECT_FALSE(engine.coalesce_port_writes(0xFFFC, 8));
+  EXPECT_FALSE(engine.coalesce_port_writes(0x300, 0));
+}
+
+TEST(NicSet, ReceivePendingHandsWaitingFramesToTheCards) {
+  MachineRig rig;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  auto spec = parse_nic_spec("model=ne2000,backend=fd,fd=" + std::to_string(sv[0]));
+  ASSERT_TRUE(spec);
+  auto set = NicSet::create({*spec}, "vm", *rig.machine);
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ((*set)->receive_fds(), std::vector<int>{sv[0]});
+  // Start the card as ne.c would: ring 0x46-0x80, accept broadcast, started.
+  auto out = [&](uint16_t port, uint8_t v) { rig.machine->io_bus().write(port, std::span<const uint8_t>(&v, 1)); };
+  out(0x300, 0x21);
+  out(0x301, 0x46);  // PSTART
+  out(0x302, 0x80);  // PSTOP
+  out(0x303, 0x46);  // BNRY
+  out(0x300, 0x61);  // page 1
+  out(0x307, 0x47);  // CURR
+  out(0x300, 0x22);  // page 0, start
+  out(0x30c, 0x04);  // RCR: broadcast
+  std::vector<std::byte> f(60, std::byte{0xFF});
+  ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60);
+  ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60);
+  EXPECT_EQ((*set)->receive_pending(), 2u);
+  EXPECT_EQ((*set)->receive_pending(), 0u);
+  EXPECT_NE((*set)->describe()[0].find("rx 2 frames 120 bytes"), std::string::npos) << (*set)->describe()[0];
+  ::close(sv[1]);
+  EXPECT_EQ((*set)->receive_pending(), 0u);
+  EXPECT_TRUE((*set)->receive_fds().empty());  // the peer closed: nothing to poll
+}
+
+TEST(NicSet, AFullCardLeavesFramesOnTheSocketInsteadOfDroppingThem) {
+  MachineRig rig;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  auto spec = parse_nic_spec("model=ne2000,backend=fd,fd=" + std::to_string(sv[0]));
+  ASSERT_TRUE(spec);
+  auto set = NicSet::create({*spec}, "vm", *rig.machine);
+  ASSERT_TRUE(set) << set.error().message;
+  auto out = [&](uint16_t port, uint8_t v) { rig.machine->io_bus().write(port, std::span<const uint8_t>(&v, 1)); };
+  auto in = [&](uint16_t port) {
+    uint8_t v = 0;
+    rig.machine->io_bus().read(port, std::span<uint8_t>(&v, 1));
+    return v;
+  };
+  // Ring 0x46-0x80 (58 pages; a 60-byte frame takes one; the card keeps one
+  // page between CURR and BNRY: 56 frames), broadcast accepted.
+  out(0x300, 0x21);
+  out(0x301, 0x46);
+  out(0x302, 0x80);
+  out(0x303, 0x7f);  // BNRY = PSTOP - 1: nothing read yet
+  out(0x300, 0x61);
+  out(0x307, 0x46);  // CURR
+  out(0x300, 0x22);
+  out(0x30c, 0x04);
+  // 56 frames fit the ring, 64 the host queue; 30 more must wait on the socket.
+  constexpr unsigned kRing = 56;
+  constexpr unsigned kSent = kRing + nic::Dp8390::kRxQueueFrames + 30;
+  std::vector<std::byte> f(60, std::byte{0xFF});
+  for (unsigned k = 0; k < kSent; ++k) ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60) << k;
+  EXPECT_EQ((*set)->receive_pending(), kRing + nic::Dp8390::kRxQueueFrames);
+  EXPECT_TRUE((*set)->receive_fds().empty()) << "a full card's socket is not polled";
+  EXPECT_EQ((*set)->receive_held_back(), 0u) << "still no room";
+  const std::string full = (*set)->describe()[0];
+  EXPECT_NE(full.find("rx queued 64, rx dropped 0"), std::string::npos) << full;
+  // The guest reads every frame in the ring: BNRY = CURR - 1. The card
+  // moves 56 queued frames in, which leaves room for the 30 on the socket.
+  out(0x300, 0x62);
+  const uint8_t curr = in(0x307);
+  out(0x300, 0x22);
+  out(0x303, static_cast<uint8_t>(curr == 0x46 ? 0x7f : curr - 1));
+  EXPECT_EQ((*set)->receive_held_back(), 30u);
+  EXPECT_EQ((*set)->receive_fds(), std::vector<int>{sv[0]});
+  const std::string after = (*set)->describe()[0];
+  EXPECT_NE(after.find("rx dropped 0"), std::string::npos) << after;
+  EXPECT_NE(after.find("rx " + std::to_string(2 * kRing) + " frames"), std::string::npos) << after;
+  EXPECT_NE(after.find("rx queued " + std::to_string(nic::Dp8390::kRxQueueFrames + 30)), std::string::npos) << after;
+  ::close(sv[1]);
 }
 
 }  // namespace

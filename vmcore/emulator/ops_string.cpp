@@ -9,6 +9,7 @@
 // leaves a restartable state. REP MOVS/STOS with DF=0 copy whole runs that
 // stay within one page of RAM on each side with memcpy/memset.
 #include <algorithm>
+#include <cstring>
 
 #include "vmcore/emulator/ops.h"
 
@@ -241,17 +242,81 @@ void compare_string(Cpu& c, const Insn& i) {
 
 // --- INS / OUTS ---------------------------------------------------------------------------
 
-template <unsigned S, bool A16, unsigned R>
-void ins(Cpu& c, const Insn& i) {
-  const auto port = static_cast<uint16_t>(c.gpr[kEdx]);
-  c.check_io(port, S);
+// The port accesses of one REP INS/OUTS chunk (a NIC's `rep insl`/`rep
+// outsl` moves a whole frame through one data port). Cpu::io_read/io_write
+// take the device lock, sync the virtual clock and re-read the PIC for every
+// element; here that is done once per run of up to kIoLockRun elements: the
+// lock is then let go, so that the I/O thread waits at most one run. The
+// virtual clock cannot move within one instruction, and the PIC is re-read
+// whenever the lock is let go (also when a fault unwinds), before any
+// interrupt could be taken.
+class PortRun {
+ public:
+  static constexpr unsigned kIoLockRun = 256;
+  explicit PortRun(Cpu& c) : c_(c), m_(c.bind.machine != nullptr && c.bind.machine->io != nullptr ? c.bind.machine
+                                                                                                  : nullptr) {}
+  ~PortRun() { release(); }
+  PortRun(const PortRun&) = delete;
+  PortRun& operator=(const PortRun&) = delete;
+
+  uint32_t read(uint16_t port, unsigned size) {
+    uint8_t buf[4] = {0xFF, 0xFF, 0xFF, 0xFF};
+    if (m_ != nullptr) {
+      acquire();
+      m_->io->read(port, std::span(buf, size));
+    }
+    uint32_t v = 0;
+    std::memcpy(&v, buf, size);
+    return v;
+  }
+  void write(uint16_t port, unsigned size, uint32_t v) {
+    if (m_ == nullptr) return;
+    uint8_t buf[4];
+    std::memcpy(buf, &v, 4);
+    acquire();
+    m_->io->write(port, std::span<const uint8_t>(buf, size));
+  }
+
+ private:
+  void acquire() {
+    if (held_ == kIoLockRun) release();
+    if (held_ == 0) {
+      c_.sync_clock();
+      if (m_->lock_devices) m_->lock_devices();
+    }
+    ++held_;
+  }
+  void release() {
+    if (held_ == 0) return;
+    if (m_->pic != nullptr) c_.irq_hint = m_->pic->interrupt_pending();
+    if (m_->unlock_devices) m_->unlock_devices();
+    held_ = 0;
+  }
+  Cpu& c_;
+  MachineBindings* m_;
+  unsigned held_ = 0;  // elements done under the lock now held (0: not held)
+};
+
+// The elements of one INS/OUTS (all of them, or one chunk of a REP): true
+// if the chunk ran out with elements left (yield_chunk done). The PortRun
+// ends here, before the handler goes on to the next instruction (next()
+// must stay a tail call, and the lock must not be held past this one).
+template <unsigned S, bool A16, unsigned R, bool In>
+bool port_string_elements(Cpu& c, const Insn& i, uint16_t port) {
+  PortRun ports(c);
   auto one = [&] {
-    const uint32_t off = index_reg<A16>(c, kEdi);
-    // Check the destination before the port is read, so no data is lost to a fault.
-    c.probe_write(c.check_segment(kEs, off, S, true), S);
-    const uint32_t v = c.io_read(port, S);
-    c.write<S>(kEs, off, v);
-    advance_reg<A16>(c, kEdi, step<S>(c));
+    if constexpr (In) {
+      const uint32_t off = index_reg<A16>(c, kEdi);
+      // Check the destination before the port is read, so no data is lost to a fault.
+      c.probe_write(c.check_segment(kEs, off, S, true), S);
+      const uint32_t v = ports.read(port, S);
+      c.write<S>(kEs, off, v);
+      advance_reg<A16>(c, kEdi, step<S>(c));
+    } else {
+      const uint32_t v = c.read<S>(i.seg, index_reg<A16>(c, kEsi));
+      ports.write(port, S, v);
+      advance_reg<A16>(c, kEsi, step<S>(c));
+    }
   };
   if constexpr (R == kNoRep) {
     one();
@@ -262,12 +327,20 @@ void ins(Cpu& c, const Insn& i) {
       if (count == 0) break;
       if (budget-- == 0) {
         yield_chunk(c);
-        return;
+        return true;
       }
       one();
       set_count<A16>(c, count - 1);
     }
   }
+  return false;
+}
+
+template <unsigned S, bool A16, unsigned R>
+void ins(Cpu& c, const Insn& i) {
+  const auto port = static_cast<uint16_t>(c.gpr[kEdx]);
+  c.check_io(port, S);
+  if (port_string_elements<S, A16, R, true>(c, i, port)) return;
   next(c, i);
 }
 
@@ -275,26 +348,7 @@ template <unsigned S, bool A16, unsigned R>
 void outs(Cpu& c, const Insn& i) {
   const auto port = static_cast<uint16_t>(c.gpr[kEdx]);
   c.check_io(port, S);
-  auto one = [&] {
-    const uint32_t v = c.read<S>(i.seg, index_reg<A16>(c, kEsi));
-    c.io_write(port, S, v);
-    advance_reg<A16>(c, kEsi, step<S>(c));
-  };
-  if constexpr (R == kNoRep) {
-    one();
-  } else {
-    uint32_t budget = kRepChunk;
-    for (;;) {
-      const uint32_t count = count_reg<A16>(c);
-      if (count == 0) break;
-      if (budget-- == 0) {
-        yield_chunk(c);
-        return;
-      }
-      one();
-      set_count<A16>(c, count - 1);
-    }
-  }
+  if (port_string_elements<S, A16, R, false>(c, i, port)) return;
   next(c, i);
 }
 

@@ -414,6 +414,26 @@ Result<void> KvmEngine::add_coalesced_pio(uint16_t port, uint32_t size) {
   return {};
 }
 
+Result<bool> KvmEngine::coalesce_port_writes(uint16_t port, uint32_t size) {
+  if (auto r = check_port_range(port, size); !r) return std::unexpected(r.error());
+  if (!coalesced_pio_) return false;
+  if (auto r = add_coalesced_pio(port, size); !r) return std::unexpected(r.error());
+  return true;
+}
+
+Result<void> KvmEngine::uncoalesce_port_writes(uint16_t port, uint32_t size) {
+  if (auto r = check_port_range(port, size); !r) return r;
+  if (!coalesced_pio_) return {};
+  kvm_coalesced_mmio_zone zone{};
+  zone.addr = port;
+  zone.size = size;
+  zone.pio = 1;
+  if (xioctl(vm_fd_, KVM_UNREGISTER_COALESCED_MMIO, &zone) < 0) {
+    return fail(fmt::format("KVM_UNREGISTER_COALESCED_MMIO (PIO {:#x}, {} ports): {}", port, size, errno_text(errno)));
+  }
+  return {};
+}
+
 void KvmEngine::drain_coalesced() {
   if (coalesced_ring_ == nullptr) return;
   // The kernel appends at `last` while the vCPU runs; we consume from

@@ -162,6 +162,14 @@ class KvmEngine final : public CpuEngine {
   /// True if the kernel offers KVM_CAP_COALESCED_PIO.
   bool has_coalesced_pio() const { return coalesced_pio_; }
 
+  /// See CpuEngine::coalesce_port_writes: add_coalesced_pio when the kernel
+  /// has KVM_CAP_COALESCED_PIO (returns true), else false without an error.
+  Result<bool> coalesce_port_writes(uint16_t port, uint32_t size) override;
+  /// KVM_UNREGISTER_COALESCED_MMIO (pio = 1) of that zone; nothing to do
+  /// without KVM_CAP_COALESCED_PIO. Entries already in the ring are drained
+  /// as usual.
+  Result<void> uncoalesce_port_writes(uint16_t port, uint32_t size) override;
+
   /// Coalesce guest writes to ports [port, port + size): they are queued in
   /// the kernel's ring (up to ~170 entries) without a VM exit and delivered
   /// to bindings.io, in order, at the next exit. Reads still exit. Meant for
