@@ -51,11 +51,18 @@ std::string format_ipv4(const sockaddr_in& address) {
 }
 
 // Room for a few hundred frames in flight per socket, so a burst of one
-// receive batch fits (Linux's default is about 200 KiB).
+// receive batch fits (Linux's default is about 200 KiB). SO_SNDBUF/SO_RCVBUF
+// are capped at net.core.wmem_max/rmem_max (212992 on a stock kernel); the
+// *FORCE options ignore the cap but need CAP_NET_ADMIN, so they are tried
+// first (socket(7)).
 void enlarge_buffers(int fd) {
   const int bytes = 1 << 20;
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
 }
 
 }  // namespace
@@ -106,6 +113,7 @@ Result<std::unique_ptr<SocketPort>> SocketPort::adopt_seqpacket(boost::asio::io_
   const int flags = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  enlarge_buffers(fd);
   return std::unique_ptr<SocketPort>(new SocketPort(io, std::move(name), Kind::kSeqpacket, fd, options));
 }
 

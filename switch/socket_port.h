@@ -61,8 +61,9 @@ class SocketPort final : public Port {
   /// cleared on it by the caller that forks). Errors: socketpair(2) failing.
   static Result<std::unique_ptr<SocketPort>> seqpacket_pair(boost::asio::io_context& io, std::string name,
                                                             Options options = {});
-  /// Take over `fd`, a connected SOCK_SEQPACKET socket. Errors: not a socket,
-  /// or another type.
+  /// Take over `fd`, a connected SOCK_SEQPACKET socket (made non-blocking and
+  /// close-on-exec, its buffers enlarged to 1 MiB as seqpacket_pair's are).
+  /// Errors: not a socket, or another type.
   static Result<std::unique_ptr<SocketPort>> adopt_seqpacket(boost::asio::io_context& io, std::string name, int fd,
                                                              Options options = {});
   /// A UDP socket bound to `local` that sends to `remote`, both "HOST:PORT"

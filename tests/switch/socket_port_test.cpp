@@ -8,6 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -156,6 +159,37 @@ TEST(SocketPort, AdoptRefusesWhatIsNotASeqpacketSocket) {
   ASSERT_FALSE(wrong.has_value());
   EXPECT_EQ(wrong.error().message, "port 'p': fd " + std::to_string(udp) + " is not a SOCK_SEQPACKET socket (type 2)");
   ::close(udp);
+}
+
+TEST(SocketPort, AdoptedAndPairedSocketsGetLargeBuffers) {
+  // 1 MiB each way (the kernel reports twice what was set, socket(7)); without
+  // CAP_NET_ADMIN, net.core.wmem_max caps it.
+  auto buffer = [](int fd, int option) {
+    int value = 0;
+    socklen_t length = sizeof value;
+    EXPECT_EQ(::getsockopt(fd, SOL_SOCKET, option, &value, &length), 0);
+    return value;
+  };
+  int expected = 2 << 20;
+  if (::geteuid() != 0) {
+    std::ifstream wmem("/proc/sys/net/core/wmem_max");
+    int cap = 0;
+    if (wmem >> cap) expected = std::min(expected, 2 * cap);
+  }
+  boost::asio::io_context io;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+  EXPECT_LT(buffer(sv[0], SO_SNDBUF), expected) << "a fresh socket starts smaller";
+  auto adopted = SocketPort::adopt_seqpacket(io, "p", sv[0]);
+  ASSERT_TRUE(adopted.has_value()) << adopted.error().message;
+  EXPECT_GE(buffer(sv[0], SO_SNDBUF), expected);
+  EXPECT_GE(buffer(sv[0], SO_RCVBUF), ::geteuid() == 0 ? expected : 0);
+  ::close(sv[1]);
+  auto pair = SocketPort::seqpacket_pair(io, "q");
+  ASSERT_TRUE(pair.has_value()) << pair.error().message;
+  const int peer = (*pair)->take_peer_fd();
+  EXPECT_GE(buffer(peer, SO_SNDBUF), expected);
+  ::close(peer);
 }
 
 TEST(SocketPort, UdpTunnelSpeaksOneFramePerDatagram) {
