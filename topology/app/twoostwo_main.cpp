@@ -184,7 +184,10 @@ int cmd_validate(const std::vector<std::string>& files) {
 int run_supervisor(topology::Lab lab, const fs::path& run_dir, std::chrono::seconds timeout, int progress_fd,
                    bool foreground) {
   boost::asio::io_context io;
-  auto say = [progress_fd](const std::string& line) {
+  // By reference: a detached supervisor closes progress_fd once the lab is
+  // up, and later lines (a monitor's exit) go to stdout, its log — not to
+  // whatever descriptor reuses the closed one's number (a control client).
+  auto say = [&progress_fd](const std::string& line) {
     if (progress_fd >= 0) {
       (void)write_all(progress_fd, line + "\n");
     } else {

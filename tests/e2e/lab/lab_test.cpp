@@ -11,12 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
 
-#include "tests/support/files.h"
+#include "tests/support/cli.h"
 #include "tests/support/guest.h"
 
 namespace {
@@ -24,60 +23,32 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
-using twoostwo::testing::TempDir;
-
-struct CliRun {
-  int status = -1;
-  std::string out;
-};
-
-// Run `twoostwo ARGS` in the lab's directory with its run root; stdout (and
-// stderr, merged) and the exit status.
-CliRun twoostwo(const fs::path& dir, const std::string& args) {
-  const std::string command = "cd '" + dir.string() + "' && TWOOSTWO_RUN_DIR='" + (dir / "run").string() + "' '" +
-                              TWOOSTWO_CLI_PATH + "' " + args + " 2>&1";
-  CliRun r;
-  if (std::FILE* p = ::popen(command.c_str(), "r")) {
-    char buffer[4096];
-    size_t n;
-    while ((n = std::fread(buffer, 1, sizeof buffer, p)) > 0) r.out.append(buffer, n);
-    const int status = ::pclose(p);
-    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  return r;
-}
-
-bool alive(int pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+using twoostwo::testing::alive;
+using twoostwo::testing::CliLab;
+using twoostwo::testing::CliRun;
 
 class DefaultLab : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!twoostwo::testing::guest_image_present()) return;
-    dir_ = new TempDir();
-    up_ = new CliRun(twoostwo(dir_->path(), "up"));
+    lab_ = new CliLab("default");
+    up_ = new CliRun(lab_->up());
   }
   static void TearDownTestSuite() {
-    if (dir_ != nullptr && fs::exists(dir_->path() / "run" / "default" / "control.sock")) {
-      (void)twoostwo(dir_->path(), "down");
-    }
     delete up_;
-    delete dir_;
+    delete lab_;  // brings the lab down if a test did not
   }
   void SetUp() override {
     twoostwo::testing::require_guest_image();
     ASSERT_EQ(up_->status, 0) << up_->out;
   }
-  static json status() {
-    const CliRun r = twoostwo(dir_->path(), "status --json");
-    EXPECT_EQ(r.status, 0) << r.out;
-    return json::parse(r.out, nullptr, false);
-  }
-  static CliRun run(const std::string& args) { return twoostwo(dir_->path(), args); }
+  static json status() { return lab_->status(); }
+  static CliRun run(const std::string& args) { return lab_->run(args); }
 
-  static TempDir* dir_;
+  static CliLab* lab_;
   static CliRun* up_;
 };
-TempDir* DefaultLab::dir_ = nullptr;
+CliLab* DefaultLab::lab_ = nullptr;
 CliRun* DefaultLab::up_ = nullptr;
 
 TEST_F(DefaultLab, UpReportsEachNodeReadyAndReturns) {
@@ -119,11 +90,9 @@ TEST_F(DefaultLab, ExecRunsInTheGuestAndPassesItsStatusOn) {
 TEST_F(DefaultLab, LiveCaptureStreamsALinkAsPcap) {
   const json s = status();
   const std::string link = s["links"][0]["name"];
-  const fs::path pcap = dir_->path() / "live.pcap";
+  const fs::path pcap = lab_->dir() / "live.pcap";
   // `capture` runs until its reader or the lab goes; stop it after the pings.
-  const std::string command = "cd '" + dir_->path().string() + "' && TWOOSTWO_RUN_DIR='" +
-                              (dir_->path() / "run").string() + "' exec '" + TWOOSTWO_CLI_PATH + "' capture '" + link +
-                              "' > '" + pcap.string() + "'";
+  const std::string command = lab_->command("capture '" + link + "'") + " > '" + pcap.string() + "'";
   const pid_t capture = ::fork();
   ASSERT_GE(capture, 0);
   if (capture == 0) {
@@ -136,13 +105,7 @@ TEST_F(DefaultLab, LiveCaptureStreamsALinkAsPcap) {
   std::this_thread::sleep_for(500ms);
   ::kill(capture, SIGTERM);
   ::waitpid(capture, nullptr, 0);
-  std::string out;
-  if (std::FILE* p = ::popen(("tshark -r '" + pcap.string() + "' -Y 'icmp' 2>&1 | wc -l").c_str(), "r")) {
-    char line[64] = {};
-    if (std::fgets(line, sizeof line, p)) out = line;
-    ::pclose(p);
-  }
-  EXPECT_GE(std::stoi(out.empty() ? "0" : out), 6) << "3 echo requests and 3 replies on " << link;
+  EXPECT_GE(twoostwo::testing::tshark_count(pcap, "icmp"), 6) << "3 echo requests and 3 replies on " << link;
 }
 
 // Last but one: kills bob's monitor.
@@ -151,12 +114,7 @@ TEST_F(DefaultLab, YKilledMonitorIsReportedAndTheRestRuns) {
   const int bob = before["nodes"][1]["pid"].get<int>();
   ASSERT_TRUE(alive(bob));
   ::kill(bob, SIGKILL);
-  json s;
-  for (int i = 0; i < 50; ++i) {
-    s = status();
-    if (s["nodes"][1]["state"] == "exited") break;
-    std::this_thread::sleep_for(100ms);
-  }
+  const json s = lab_->status_once_exited("bob");
   EXPECT_EQ(s["nodes"][1]["state"], "exited");
   EXPECT_EQ(s["nodes"][1]["exit"], "killed by signal 9 (Killed)");
   EXPECT_EQ(s["nodes"][0]["state"], "ready");
@@ -171,16 +129,10 @@ TEST_F(DefaultLab, ZDownLeavesNoProcessAndCompleteCaptures) {
   EXPECT_EQ(down.status, 0) << down.out;
   EXPECT_NE(down.out.find("lab 'default' is down"), std::string::npos) << down.out;
   EXPECT_FALSE(alive(alice)) << "alice's monitor is gone";
-  EXPECT_FALSE(fs::exists(dir_->path() / "run" / "default" / "control.sock"));
+  EXPECT_FALSE(lab_->running());
   for (const auto& l : s["links"]) {
     const std::string file = l["capture"];
-    std::string out;
-    if (std::FILE* p = ::popen(("tshark -r '" + file + "' > /dev/null 2>&1; echo $?").c_str(), "r")) {
-      char line[16] = {};
-      if (std::fgets(line, sizeof line, p)) out = line;
-      ::pclose(p);
-    }
-    EXPECT_EQ(out, "0\n") << file << " is a complete capture";
+    EXPECT_EQ(twoostwo::testing::tshark(file).status, 0) << file << " is a complete capture";
   }
   const CliRun status_after = run("status");
   EXPECT_EQ(status_after.status, 1);
