@@ -107,6 +107,7 @@ struct alignas(64) Block {
   Block* page_next = nullptr;   // in the list of the page of `phys`
   Block* page_next2 = nullptr;  // in the list of the page of `phys2`
   X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
+  void* storage = nullptr;      // what operator new returned; the Block sits at its first 64-byte boundary
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }
@@ -122,8 +123,20 @@ static_assert(offsetof(Block, chain_victim) < 64, "the fields the hot paths read
 void handler_block_end(Cpu& c, const Insn& i);
 
 inline BlockPtr Block::create(std::span<const Insn> code) {
-  void* mem = ::operator new(sizeof(Block) + (code.size() + 1) * sizeof(Insn), std::align_val_t{alignof(Block)});
+  // Plain operator new with room to align by hand, not the aligned operator
+  // new: glibc serves that with memalign, whose split-off fragments are left
+  // unused -- about a quarter of the emulator's heap in a booted Debian guest
+  // (~67,000 blocks of ~250 bytes: 5.6 MiB of 24 MiB), against at most 48
+  // bytes per block here.
+  constexpr size_t kSlack =
+      alignof(Block) > __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? alignof(Block) - __STDCPP_DEFAULT_NEW_ALIGNMENT__ : 0;
+  const size_t bytes = sizeof(Block) + (code.size() + 1) * sizeof(Insn);
+  size_t space = bytes + kSlack;
+  void* const storage = ::operator new(space);
+  void* mem = storage;
+  std::align(alignof(Block), bytes, mem, space);
   auto* b = new (mem) Block();
+  b->storage = storage;
   b->count = static_cast<uint32_t>(code.size());
   Insn* dst = b->insns();
   for (size_t k = 0; k < code.size(); ++k) new (dst + k) Insn(code[k]);
@@ -133,8 +146,9 @@ inline BlockPtr Block::create(std::span<const Insn> code) {
 }
 
 inline void BlockDeleter::operator()(Block* b) const {
+  void* const storage = b->storage;
   b->~Block();  // Insn is trivially destructible
-  ::operator delete(b, std::align_val_t{alignof(Block)});
+  ::operator delete(storage);
 }
 
 }  // namespace twoostwo::vmcore::emu
