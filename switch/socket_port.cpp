@@ -73,7 +73,7 @@ SocketPort::SocketPort(boost::asio::io_context& io, std::string name, Kind kind,
       kind_(kind),
       fd_(fd),
       waiter_(io, fd),
-      rx_buffers_(kBatch * (kMaxFrame + 1)),
+      rx_buffers_(new std::byte[kBatch * (kMaxFrame + 1)]),  // not zeroed: only what frames fill is touched
       queue_capacity_(options.queue_frames == 0 ? 1 : options.queue_frames),
       queue_len_(queue_capacity_),
       alive_(std::make_shared<bool>(true)) {
@@ -178,7 +178,7 @@ void SocketPort::read_ready() {
   while (budget > 0 && more) {
     const size_t want = std::min(kBatch, budget);
     for (size_t i = 0; i < want; ++i) {
-      iov[i] = iovec{rx_buffers_.data() + i * (kMaxFrame + 1), kMaxFrame + 1};
+      iov[i] = iovec{rx_buffers_.get() + i * (kMaxFrame + 1), kMaxFrame + 1};
       messages[i] = mmsghdr{};
       messages[i].msg_hdr.msg_iov = &iov[i];
       messages[i].msg_hdr.msg_iovlen = 1;
@@ -212,7 +212,7 @@ void SocketPort::read_ready() {
         count_tx_drop();
         continue;
       }
-      const auto* data = rx_buffers_.data() + static_cast<size_t>(i) * (kMaxFrame + 1);
+      const auto* data = rx_buffers_.get() + static_cast<size_t>(i) * (kMaxFrame + 1);
       transmit(Frame{std::span<const std::byte>(data, length), now, this});
       if (!*alive_) return;  // a tap or the peer side destroyed us
     }
@@ -228,7 +228,10 @@ bool SocketPort::on_deliver(const Frame& frame) {
     ++socket_counters_.queue_full;
     return false;
   }
-  if (!queue_) queue_.reset(new std::byte[queue_capacity_ * kMaxFrame]);
+  if (!queue_) queue_.reset(new std::byte[queue_capacity_ * kMaxFrame]);  // not zeroed: pages stay untouched
+  // An empty ring starts again at slot 0, so the pages touched are those of
+  // the deepest backlog, not (by slow rotation) all 512 slots' 760 KiB.
+  if (queue_count_ == 0) queue_head_ = 0;
   const size_t slot = (queue_head_ + queue_count_) % queue_capacity_;
   std::memcpy(queue_.get() + slot * kMaxFrame, frame.bytes.data(), frame.bytes.size());
   queue_len_[slot] = static_cast<uint16_t>(frame.bytes.size());

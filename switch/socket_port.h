@@ -120,7 +120,7 @@ class SocketPort final : public Port {
   std::vector<std::function<void()>> on_closed_;
   // Receive buffers: kBatch slots of kMaxFrame + 1 bytes (one more, to tell
   // an oversized message from a full-sized one).
-  std::vector<std::byte> rx_buffers_;
+  std::unique_ptr<std::byte[]> rx_buffers_;
   // Egress queue: a ring of queue_frames slots of kMaxFrame bytes, allocated
   // on first use.
   size_t queue_capacity_;
