@@ -255,5 +255,29 @@ TEST_F(EmuMmu, StoresIntoCachedCodeInvalidateItsBlocks) {
   cache.collect();
 }
 
+TEST_F(EmuMmu, AFullBlockCacheDropsEverythingBeforeTheNextInsert) {
+  emu::BlockCache cache(ram_.size(), 3);
+  cache.attach(&cpu_);
+  const emu::Insn insns[1] = {};
+  auto add = [&](uint32_t phys) {
+    auto block = emu::Block::create(insns);
+    block->phys = phys;
+    block->byte_len = 16;
+    return cache.insert(std::move(block));
+  };
+  for (uint32_t phys : {0x1000u, 0x2000u, 0x3000u}) add(phys);
+  EXPECT_EQ(cache.block_count(), 3u);
+  EXPECT_FALSE(cache.has_dead());
+  emu::Block* fourth = add(0x4000);
+  EXPECT_EQ(cache.block_count(), 1u);
+  EXPECT_EQ(cache.find(0x1000, 0), nullptr);
+  EXPECT_EQ(cache.find(0x3000, 0), nullptr);
+  EXPECT_EQ(cache.find(0x4000, 0), fourth);
+  EXPECT_TRUE(cache.has_dead());  // freed by collect(), once no block runs
+  cache.collect();
+  EXPECT_FALSE(cache.has_dead());
+  EXPECT_EQ(cache.find(0x4000, 0), fourth);
+}
+
 }  // namespace
 }  // namespace twoostwo::vmcore::emutest

@@ -4,8 +4,9 @@
 
 namespace twoostwo::vmcore::emu {
 
-BlockCache::BlockCache(uint64_t ram_size)
-    : table_(size_t{1} << kBucketBits, nullptr),
+BlockCache::BlockCache(uint64_t ram_size, size_t max_blocks)
+    : max_blocks_(max_blocks == 0 ? 1 : max_blocks),
+      table_(size_t{1} << kBucketBits, nullptr),
       page_head_(static_cast<size_t>((ram_size + 0xFFF) >> 12), nullptr),
       code_pages_(static_cast<size_t>((ram_size + 0xFFF) >> 12) + 1, 0) {}
 
@@ -15,7 +16,7 @@ BlockCache::~BlockCache() {
 }
 
 Block* BlockCache::insert(BlockPtr block) {
-  if (count_ >= kMaxBlocks) flush();
+  if (count_ >= max_blocks_) flush();
   Block* b = block.release();
   const uint32_t page = b->phys >> 12;
   if (page >= page_head_.size()) {  // not RAM: cannot be tracked, must not be cached

@@ -26,8 +26,18 @@ namespace twoostwo::vmcore::emu {
 
 class BlockCache {
  public:
-  /// `ram_size`: bytes of guest RAM (pages beyond it are never code pages).
-  explicit BlockCache(uint64_t ram_size);
+  /// At most this many blocks by default: about 8 MiB of decoded code
+  /// (a block of Debian's kernel averages ~250 bytes: a 128-byte header and
+  /// ~3 instructions of 32). Booting decodes ~67,000 blocks, most of them
+  /// run once; the working set of a booted guest is ~24,000. Dropping
+  /// everything when full, as QEMU does when its code buffer fills
+  /// (tb_flush), keeps a monitor's memory bounded — a lab runs many — at
+  /// the cost of decoding the hot code again once per fill.
+  static constexpr size_t kDefaultMaxBlocks = size_t{1} << 15;
+
+  /// `ram_size`: bytes of guest RAM (pages beyond it are never code pages);
+  /// `max_blocks`: when inserting would exceed it, everything is dropped first.
+  explicit BlockCache(uint64_t ram_size, size_t max_blocks = kDefaultMaxBlocks);
   ~BlockCache();
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
@@ -65,8 +75,6 @@ class BlockCache {
   size_t block_count() const { return count_; }
   uint64_t invalidated_blocks() const { return invalidated_; }
 
-  static constexpr size_t kMaxBlocks = 1u << 18;
-
  private:
   static constexpr unsigned kBucketBits = 16;
   static EMU_INLINE uint32_t bucket(uint32_t phys) { return (phys * 0x9E3779B1u) >> (32 - kBucketBits); }
@@ -74,6 +82,7 @@ class BlockCache {
   void mark_code_page(uint32_t page);
   void free_dead();
 
+  size_t max_blocks_;
   Cpu* cpu_ = nullptr;
   std::vector<Block*> table_;
   std::vector<Block*> page_head_;
