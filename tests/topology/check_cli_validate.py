@@ -68,9 +68,10 @@ def main() -> int:
                 failures.append(f"{example.name}: status {status}\n{out}{err}")
 
         # A good file and a broken one: the good one still reports ok.
-        status, out, _ = validate([str(examples[0]), f"{names[0]}.yaml"], broken) if examples and names else (2, "", "")
-        if status != 2 or not out.startswith(f"{examples[0]}: ok"):
-            failures.append(f"good then broken: status {status}\n{out}")
+        if examples and names:
+            status, out, _ = validate([str(examples[0]), f"{names[0]}.yaml"], broken)
+            if status != 2 or not out.startswith(f"{examples[0]}: ok"):
+                failures.append(f"good then broken: status {status}\n{out}")
 
         status, out, err = validate(["no-such-lab.yaml"], tmp)
         if status != 2 or out != "no-such-lab.yaml: cannot read: No such file or directory\n":

@@ -121,70 +121,85 @@ struct Inbox {
 
 std::vector<std::byte> frame_of(size_t size, uint8_t fill) { return std::vector<std::byte>(size, std::byte{fill}); }
 
-TEST(SocketBackend, SeqpacketFdCarriesOneFramePerMessageBothWays) {
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-  auto b = SocketBackend::adopt_fd(sv[0]);
-  ASSERT_TRUE(b) << b.error().message;
-  EXPECT_EQ((*b)->description(), "fd " + std::to_string(sv[0]) + " (seqpacket)");
+/// A SocketBackend that adopted one end of a SOCK_SEQPACKET socketpair;
+/// `peer` is the other end, the fabric's side (closed at the end unless the
+/// test closed it with close_peer()).
+class AdoptedSeqpacket : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    fd = sv[0];
+    peer = sv[1];
+    auto adopted = SocketBackend::adopt_fd(fd);
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    b = std::move(*adopted);
+  }
+  void TearDown() override { close_peer(); }
+  void close_peer() {
+    if (peer >= 0) ::close(peer);
+    peer = -1;
+  }
+  int fd = -1, peer = -1;
+  std::unique_ptr<SocketBackend> b;
+};
+
+TEST_F(AdoptedSeqpacket, SeqpacketFdCarriesOneFramePerMessageBothWays) {
+  EXPECT_EQ(b->description(), "fd " + std::to_string(fd) + " (seqpacket)");
   Inbox inbox;
   IoThread io;
-  (*b)->start(io.io, inbox.handler());
+  b->start(io.io, inbox.handler());
   // Monitor -> peer: message boundaries kept.
-  (*b)->send(frame_of(60, 0xAA));
-  (*b)->send(frame_of(1514, 0xBB));
+  b->send(frame_of(60, 0xAA));
+  b->send(frame_of(1514, 0xBB));
   uint8_t buf[2000];
-  EXPECT_EQ(::recv(sv[1], buf, sizeof buf, 0), 60);
+  EXPECT_EQ(::recv(peer, buf, sizeof buf, 0), 60);
   EXPECT_EQ(buf[59], 0xAA);
-  EXPECT_EQ(::recv(sv[1], buf, sizeof buf, 0), 1514);
+  EXPECT_EQ(::recv(peer, buf, sizeof buf, 0), 1514);
   EXPECT_EQ(buf[1513], 0xBB);
   // Peer -> monitor.
   const auto f1 = frame_of(64, 1), f2 = frame_of(1000, 2);
-  ASSERT_EQ(::send(sv[1], f1.data(), f1.size(), 0), 64);
-  ASSERT_EQ(::send(sv[1], f2.data(), f2.size(), 0), 1000);
+  ASSERT_EQ(::send(peer, f1.data(), f1.size(), 0), 64);
+  ASSERT_EQ(::send(peer, f2.data(), f2.size(), 0), 1000);
   ASSERT_TRUE(inbox.wait_for(2));
   EXPECT_EQ(inbox.frames[0], f1);
   EXPECT_EQ(inbox.frames[1], f2);
   // The peer goes away: noticed, sends are counted as dropped, nothing crashes.
-  ::close(sv[1]);
-  for (int k = 0; k < 200 && !(*b)->peer_closed(); ++k) std::this_thread::sleep_for(5ms);
-  EXPECT_TRUE((*b)->peer_closed());
-  (*b)->send(frame_of(60, 0xCC));
-  const auto c = (*b)->counters();
+  close_peer();
+  for (int k = 0; k < 200 && !b->peer_closed(); ++k) std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(b->peer_closed());
+  b->send(frame_of(60, 0xCC));
+  const auto c = b->counters();
   EXPECT_EQ(c.tx_frames, 2u);
   EXPECT_EQ(c.tx_dropped, 1u);
   EXPECT_EQ(c.rx_frames, 2u);
-  (*b)->stop();
+  b->stop();
 }
 
-TEST(SocketBackend, ReceiveNowAndTheIoThreadKeepFramesInOrder) {
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-  auto b = SocketBackend::adopt_fd(sv[0]);
-  ASSERT_TRUE(b) << b.error().message;
-  EXPECT_EQ((*b)->fd(), sv[0]);
+TEST_F(AdoptedSeqpacket, ReceiveNowAndTheIoThreadKeepFramesInOrder) {
+  EXPECT_EQ(b->fd(), fd);
   Inbox io_inbox, now_inbox;
   std::atomic<bool> defer{true};
   IoThread io;
-  (*b)->start(io.io, io_inbox.handler(), [&] { return defer.load(); });
+  b->start(io.io, io_inbox.handler(), [&] { return defer.load(); });
   // Deferred: the I/O thread wakes for these but leaves them on the socket.
   for (uint8_t k = 1; k <= 3; ++k) {
     const auto f = frame_of(60 + k, k);
-    ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), static_cast<ssize_t>(f.size()));
+    ASSERT_EQ(::send(peer, f.data(), f.size(), 0), static_cast<ssize_t>(f.size()));
   }
   std::this_thread::sleep_for(50ms);
   {
     std::lock_guard lock(io_inbox.mu);
     EXPECT_TRUE(io_inbox.frames.empty());
   }
-  EXPECT_EQ((*b)->receive_now(now_inbox.handler()), 3u);
+  EXPECT_EQ(b->receive_now(now_inbox.handler()), 3u);
   ASSERT_EQ(now_inbox.frames.size(), 3u);
   for (uint8_t k = 1; k <= 3; ++k) EXPECT_EQ(now_inbox.frames[k - 1], frame_of(60 + k, k));
-  EXPECT_EQ((*b)->receive_now(now_inbox.handler()), 0u);  // nothing waits: returns at once
+  EXPECT_EQ(b->receive_now(now_inbox.handler()), 0u);  // nothing waits: returns at once
   // Not deferred: the I/O thread receives again, from the next frame on.
   defer = false;
   const auto f4 = frame_of(100, 4);
-  ASSERT_EQ(::send(sv[1], f4.data(), f4.size(), 0), 100);
+  ASSERT_EQ(::send(peer, f4.data(), f4.size(), 0), 100);
   ASSERT_TRUE(io_inbox.wait_for(1));
   EXPECT_EQ(io_inbox.frames[0], f4);
   // Both receiving at once: every frame exactly once, in order within each
@@ -195,7 +210,7 @@ TEST(SocketBackend, ReceiveNowAndTheIoThreadKeepFramesInOrder) {
     for (unsigned k = 0; k < kFrames; ++k) {
       std::vector<std::byte> f(64, std::byte{0});
       std::memcpy(f.data(), &k, sizeof k);
-      while (::send(sv[1], f.data(), f.size(), 0) != 64) std::this_thread::sleep_for(1ms);
+      while (::send(peer, f.data(), f.size(), 0) != 64) std::this_thread::sleep_for(1ms);
     }
   });
   std::vector<unsigned> by_now;
@@ -205,7 +220,7 @@ TEST(SocketBackend, ReceiveNowAndTheIoThreadKeepFramesInOrder) {
     by_now.push_back(k);
   };
   for (int spins = 0; spins < 2000; ++spins) {
-    (*b)->receive_now(collect);
+    b->receive_now(collect);
     size_t io_count;
     {
       std::lock_guard lock(io_inbox.mu);
@@ -231,22 +246,18 @@ TEST(SocketBackend, ReceiveNowAndTheIoThreadKeepFramesInOrder) {
   all.insert(all.end(), by_io.begin(), by_io.end());
   std::sort(all.begin(), all.end());
   for (unsigned k = 0; k < kFrames; ++k) ASSERT_EQ(all[k], k);
-  EXPECT_EQ((*b)->counters().rx_frames, 4u + kFrames);
+  EXPECT_EQ(b->counters().rx_frames, 4u + kFrames);
   // A closed peer: receive_now says nothing more and keeps saying so.
-  ::close(sv[1]);
-  (*b)->receive_now(collect);
-  EXPECT_TRUE((*b)->peer_closed());
-  EXPECT_EQ((*b)->receive_now(collect), 0u);
-  (*b)->stop();
+  close_peer();
+  b->receive_now(collect);
+  EXPECT_TRUE(b->peer_closed());
+  EXPECT_EQ(b->receive_now(collect), 0u);
+  b->stop();
 }
 
-TEST(SocketBackend, WithoutRoomFramesWaitOnTheSocket) {
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-  auto b = SocketBackend::adopt_fd(sv[0]);
-  ASSERT_TRUE(b) << b.error().message;
+TEST_F(AdoptedSeqpacket, WithoutRoomFramesWaitOnTheSocket) {
   unsigned room = 2;  // frames the receiver can take
-  (*b)->set_room([&] { return room > 0; });
+  b->set_room([&] { return room > 0; });
   Inbox inbox;
   auto take = [&](std::span<const std::byte> f) {
     --room;
@@ -254,19 +265,19 @@ TEST(SocketBackend, WithoutRoomFramesWaitOnTheSocket) {
   };
   for (uint8_t k = 0; k < 5; ++k) {
     const auto f = frame_of(60, k);
-    ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60);
+    ASSERT_EQ(::send(peer, f.data(), f.size(), 0), 60);
   }
-  EXPECT_FALSE((*b)->held_back());
-  EXPECT_EQ((*b)->receive_now(take), 2u);
-  EXPECT_TRUE((*b)->held_back());
-  EXPECT_EQ((*b)->receive_now(take), 0u);  // still no room: nothing read, nothing lost
+  EXPECT_FALSE(b->held_back());
+  EXPECT_EQ(b->receive_now(take), 2u);
+  EXPECT_TRUE(b->held_back());
+  EXPECT_EQ(b->receive_now(take), 0u);  // still no room: nothing read, nothing lost
   room = 10;
-  EXPECT_EQ((*b)->receive_now(take), 3u);
-  EXPECT_FALSE((*b)->held_back());  // the socket is empty again
+  EXPECT_EQ(b->receive_now(take), 3u);
+  EXPECT_FALSE(b->held_back());  // the socket is empty again
   ASSERT_EQ(inbox.frames.size(), 5u);
   for (uint8_t k = 0; k < 5; ++k) EXPECT_EQ(inbox.frames[k], frame_of(60, k));
-  EXPECT_EQ((*b)->counters().rx_frames, 5u);
-  ::close(sv[1]);
+  EXPECT_EQ(b->counters().rx_frames, 5u);
+  close_peer();
 }
 
 TEST(SocketBackend, AdoptRefusesWhatIsNotAFrameSocket) {
@@ -535,69 +546,76 @@ TEST(NicSet, AnEngineWithoutBufferingCoalescesNothing) {
   EXPECT_FALSE(engine.coalesce_port_writes(0x300, 0));
 }
 
-TEST(NicSet, ReceivePendingHandsWaitingFramesToTheCards) {
-  MachineRig rig;
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-  auto spec = parse_nic_spec("model=ne2000,backend=fd,fd=" + std::to_string(sv[0]));
-  ASSERT_TRUE(spec);
-  auto set = NicSet::create({*spec}, "vm", *rig.machine);
-  ASSERT_TRUE(set) << set.error().message;
-  EXPECT_EQ((*set)->receive_fds(), std::vector<int>{sv[0]});
-  // Start the card as ne.c would: ring 0x46-0x80, accept broadcast, started.
-  auto out = [&](uint16_t port, uint8_t v) { rig.machine->io_bus().write(port, std::span<const uint8_t>(&v, 1)); };
-  out(0x300, 0x21);
-  out(0x301, 0x46);  // PSTART
-  out(0x302, 0x80);  // PSTOP
-  out(0x303, 0x46);  // BNRY
-  out(0x300, 0x61);  // page 1
-  out(0x307, 0x47);  // CURR
-  out(0x300, 0x22);  // page 0, start
-  out(0x30c, 0x04);  // RCR: broadcast
-  std::vector<std::byte> f(60, std::byte{0xFF});
-  ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60);
-  ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60);
-  EXPECT_EQ((*set)->receive_pending(), 2u);
-  EXPECT_EQ((*set)->receive_pending(), 0u);
-  EXPECT_NE((*set)->describe()[0].find("rx 2 frames 120 bytes"), std::string::npos) << (*set)->describe()[0];
-  ::close(sv[1]);
-  EXPECT_EQ((*set)->receive_pending(), 0u);
-  EXPECT_TRUE((*set)->receive_fds().empty());  // the peer closed: nothing to poll
-}
-
-TEST(NicSet, AFullCardLeavesFramesOnTheSocketInsteadOfDroppingThem) {
-  MachineRig rig;
-  int sv[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-  auto spec = parse_nic_spec("model=ne2000,backend=fd,fd=" + std::to_string(sv[0]));
-  ASSERT_TRUE(spec);
-  auto set = NicSet::create({*spec}, "vm", *rig.machine);
-  ASSERT_TRUE(set) << set.error().message;
-  auto out = [&](uint16_t port, uint8_t v) { rig.machine->io_bus().write(port, std::span<const uint8_t>(&v, 1)); };
-  auto in = [&](uint16_t port) {
+/// An ISA NE2000 (io 0x300) on a machine, its backend one end of a
+/// SOCK_SEQPACKET socketpair; `peer` is the other end, the fabric's side.
+class Ne2000OnSocket : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    fd = sv[0];
+    peer = sv[1];
+    auto spec = parse_nic_spec("model=ne2000,backend=fd,fd=" + std::to_string(fd));
+    ASSERT_TRUE(spec);
+    auto made = NicSet::create({*spec}, "vm", *rig.machine);
+    ASSERT_TRUE(made) << made.error().message;
+    set = std::move(*made);
+  }
+  void TearDown() override { close_peer(); }
+  void close_peer() {
+    if (peer >= 0) ::close(peer);
+    peer = -1;
+  }
+  void out(uint16_t port, uint8_t v) { rig.machine->io_bus().write(port, std::span<const uint8_t>(&v, 1)); }
+  uint8_t in(uint16_t port) {
     uint8_t v = 0;
     rig.machine->io_bus().read(port, std::span<uint8_t>(&v, 1));
     return v;
-  };
+  }
+  /// Start the card as ne.c would: receive ring 0x46-0x80 with BNRY and
+  /// CURR as given, broadcasts accepted, started.
+  void start_ring(uint8_t bnry, uint8_t curr) {
+    out(0x300, 0x21);  // page 0, stopped
+    out(0x301, 0x46);  // PSTART
+    out(0x302, 0x80);  // PSTOP
+    out(0x303, bnry);  // BNRY
+    out(0x300, 0x61);  // page 1
+    out(0x307, curr);  // CURR
+    out(0x300, 0x22);  // page 0, start
+    out(0x30c, 0x04);  // RCR: broadcast
+  }
+  MachineRig rig;
+  int fd = -1, peer = -1;
+  std::unique_ptr<NicSet> set;
+};
+
+TEST_F(Ne2000OnSocket, ReceivePendingHandsWaitingFramesToTheCards) {
+  EXPECT_EQ(set->receive_fds(), std::vector<int>{fd});
+  start_ring(0x46, 0x47);
+  std::vector<std::byte> f(60, std::byte{0xFF});
+  ASSERT_EQ(::send(peer, f.data(), f.size(), 0), 60);
+  ASSERT_EQ(::send(peer, f.data(), f.size(), 0), 60);
+  EXPECT_EQ(set->receive_pending(), 2u);
+  EXPECT_EQ(set->receive_pending(), 0u);
+  EXPECT_NE(set->describe()[0].find("rx 2 frames 120 bytes"), std::string::npos) << set->describe()[0];
+  close_peer();
+  EXPECT_EQ(set->receive_pending(), 0u);
+  EXPECT_TRUE(set->receive_fds().empty());  // the peer closed: nothing to poll
+}
+
+TEST_F(Ne2000OnSocket, AFullCardLeavesFramesOnTheSocketInsteadOfDroppingThem) {
   // Ring 0x46-0x80 (58 pages; a 60-byte frame takes one; the card keeps one
   // page between CURR and BNRY: 56 frames), broadcast accepted.
-  out(0x300, 0x21);
-  out(0x301, 0x46);
-  out(0x302, 0x80);
-  out(0x303, 0x7f);  // BNRY = PSTOP - 1: nothing read yet
-  out(0x300, 0x61);
-  out(0x307, 0x46);  // CURR
-  out(0x300, 0x22);
-  out(0x30c, 0x04);
+  start_ring(0x7f, 0x46);  // BNRY = PSTOP - 1: nothing read yet
   // 56 frames fit the ring, 64 the host queue; 30 more must wait on the socket.
   constexpr unsigned kRing = 56;
   constexpr unsigned kSent = kRing + nic::Dp8390::kRxQueueFrames + 30;
   std::vector<std::byte> f(60, std::byte{0xFF});
-  for (unsigned k = 0; k < kSent; ++k) ASSERT_EQ(::send(sv[1], f.data(), f.size(), 0), 60) << k;
-  EXPECT_EQ((*set)->receive_pending(), kRing + nic::Dp8390::kRxQueueFrames);
-  EXPECT_TRUE((*set)->receive_fds().empty()) << "a full card's socket is not polled";
-  EXPECT_EQ((*set)->receive_held_back(), 0u) << "still no room";
-  const std::string full = (*set)->describe()[0];
+  for (unsigned k = 0; k < kSent; ++k) ASSERT_EQ(::send(peer, f.data(), f.size(), 0), 60) << k;
+  EXPECT_EQ(set->receive_pending(), kRing + nic::Dp8390::kRxQueueFrames);
+  EXPECT_TRUE(set->receive_fds().empty()) << "a full card's socket is not polled";
+  EXPECT_EQ(set->receive_held_back(), 0u) << "still no room";
+  const std::string full = set->describe()[0];
   EXPECT_NE(full.find("rx queued 64, rx dropped 0"), std::string::npos) << full;
   // The guest reads every frame in the ring: BNRY = CURR - 1. The card
   // moves 56 queued frames in, which leaves room for the 30 on the socket.
@@ -605,13 +623,13 @@ TEST(NicSet, AFullCardLeavesFramesOnTheSocketInsteadOfDroppingThem) {
   const uint8_t curr = in(0x307);
   out(0x300, 0x22);
   out(0x303, static_cast<uint8_t>(curr == 0x46 ? 0x7f : curr - 1));
-  EXPECT_EQ((*set)->receive_held_back(), 30u);
-  EXPECT_EQ((*set)->receive_fds(), std::vector<int>{sv[0]});
-  const std::string after = (*set)->describe()[0];
+  EXPECT_EQ(set->receive_held_back(), 30u);
+  EXPECT_EQ(set->receive_fds(), std::vector<int>{fd});
+  const std::string after = set->describe()[0];
   EXPECT_NE(after.find("rx dropped 0"), std::string::npos) << after;
   EXPECT_NE(after.find("rx " + std::to_string(2 * kRing) + " frames"), std::string::npos) << after;
   EXPECT_NE(after.find("rx queued " + std::to_string(nic::Dp8390::kRxQueueFrames + 30)), std::string::npos) << after;
-  ::close(sv[1]);
+  close_peer();
 }
 
 }  // namespace

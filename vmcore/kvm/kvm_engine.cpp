@@ -401,15 +401,18 @@ Result<void> KvmEngine::add_coalesced_pio(uint16_t port, uint32_t size) {
     return fail(fmt::format("{}: KVM_CAP_COALESCED_PIO missing (Linux >= 4.19 needed), port {:#x} not coalesced",
                             options_.device, port));
   }
-  if (size == 0 || uint32_t{port} + size > 0x10000) {
-    return fail(fmt::format("coalesced PIO [{:#x}, +{}): empty or beyond port 0xffff", port, size));
-  }
+  if (auto r = check_port_range(port, size); !r) return r;
+  return coalesced_pio_zone(KVM_REGISTER_COALESCED_MMIO, "KVM_REGISTER_COALESCED_MMIO", port, size);
+}
+
+Result<void> KvmEngine::coalesced_pio_zone(unsigned long request, const char* request_name, uint16_t port,
+                                           uint32_t size) {
   kvm_coalesced_mmio_zone zone{};
   zone.addr = port;
   zone.size = size;
   zone.pio = 1;
-  if (xioctl(vm_fd_, KVM_REGISTER_COALESCED_MMIO, &zone) < 0) {
-    return fail(fmt::format("KVM_REGISTER_COALESCED_MMIO (PIO {:#x}, {} ports): {}", port, size, errno_text(errno)));
+  if (xioctl(vm_fd_, request, &zone) < 0) {
+    return fail(fmt::format("{} (PIO {:#x}, {} ports): {}", request_name, port, size, errno_text(errno)));
   }
   return {};
 }
@@ -417,21 +420,16 @@ Result<void> KvmEngine::add_coalesced_pio(uint16_t port, uint32_t size) {
 Result<bool> KvmEngine::coalesce_port_writes(uint16_t port, uint32_t size) {
   if (auto r = check_port_range(port, size); !r) return std::unexpected(r.error());
   if (!coalesced_pio_) return false;
-  if (auto r = add_coalesced_pio(port, size); !r) return std::unexpected(r.error());
+  if (auto r = coalesced_pio_zone(KVM_REGISTER_COALESCED_MMIO, "KVM_REGISTER_COALESCED_MMIO", port, size); !r) {
+    return std::unexpected(r.error());
+  }
   return true;
 }
 
 Result<void> KvmEngine::uncoalesce_port_writes(uint16_t port, uint32_t size) {
   if (auto r = check_port_range(port, size); !r) return r;
   if (!coalesced_pio_) return {};
-  kvm_coalesced_mmio_zone zone{};
-  zone.addr = port;
-  zone.size = size;
-  zone.pio = 1;
-  if (xioctl(vm_fd_, KVM_UNREGISTER_COALESCED_MMIO, &zone) < 0) {
-    return fail(fmt::format("KVM_UNREGISTER_COALESCED_MMIO (PIO {:#x}, {} ports): {}", port, size, errno_text(errno)));
-  }
-  return {};
+  return coalesced_pio_zone(KVM_UNREGISTER_COALESCED_MMIO, "KVM_UNREGISTER_COALESCED_MMIO", port, size);
 }
 
 void KvmEngine::drain_coalesced() {

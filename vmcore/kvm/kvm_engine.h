@@ -162,7 +162,7 @@ class KvmEngine final : public CpuEngine {
   /// True if the kernel offers KVM_CAP_COALESCED_PIO.
   bool has_coalesced_pio() const { return coalesced_pio_; }
 
-  /// See CpuEngine::coalesce_port_writes: add_coalesced_pio when the kernel
+  /// See CpuEngine::coalesce_port_writes: the zone add_coalesced_pio makes, when the kernel
   /// has KVM_CAP_COALESCED_PIO (returns true), else false without an error.
   Result<bool> coalesce_port_writes(uint16_t port, uint32_t size) override;
   /// KVM_UNREGISTER_COALESCED_MMIO (pio = 1) of that zone; nothing to do
@@ -174,7 +174,7 @@ class KvmEngine final : public CpuEngine {
   /// the kernel's ring (up to ~170 entries) without a VM exit and delivered
   /// to bindings.io, in order, at the next exit. Reads still exit. Meant for
   /// a NIC data port (facts §8). Errors: no KVM_CAP_COALESCED_PIO, size 0 or
-  /// beyond port 0xFFFF, KVM_REGISTER_COALESCED_MMIO failure.
+  /// beyond port 0xFFFF (CpuEngine::check_port_range), KVM_REGISTER_COALESCED_MMIO failure.
   Result<void> add_coalesced_pio(uint16_t port, uint32_t size);
 
   /// The vCPU's CPUID entry for (function, index) as KVM holds it
@@ -191,6 +191,9 @@ class KvmEngine final : public CpuEngine {
   const KvmExitCounters& counters() const { return counters_; }
 
  private:
+  /// KVM_(UN)REGISTER_COALESCED_MMIO, named `request_name` in errors, of the
+  /// PIO zone [port, port + size).
+  Result<void> coalesced_pio_zone(unsigned long request, const char* request_name, uint16_t port, uint32_t size);
   struct Rom {
     uint64_t gpa;
     size_t size;
