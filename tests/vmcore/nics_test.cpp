@@ -121,19 +121,16 @@ struct Inbox {
 
 std::vector<std::byte> frame_of(size_t size, uint8_t fill) { return std::vector<std::byte>(size, std::byte{fill}); }
 
-/// A SocketBackend that adopted one end of a SOCK_SEQPACKET socketpair;
-/// `peer` is the other end, the fabric's side (closed at the end unless the
-/// test closed it with close_peer()).
-class AdoptedSeqpacket : public ::testing::Test {
+/// A SOCK_SEQPACKET socketpair: `fd` for the monitor's side, `peer` the
+/// fabric's side (closed at the end unless the test closed it with
+/// close_peer()).
+class SeqpacketPair : public ::testing::Test {
  protected:
   void SetUp() override {
     int sv[2];
     ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
     fd = sv[0];
     peer = sv[1];
-    auto adopted = SocketBackend::adopt_fd(fd);
-    ASSERT_TRUE(adopted) << adopted.error().message;
-    b = std::move(*adopted);
   }
   void TearDown() override { close_peer(); }
   void close_peer() {
@@ -141,6 +138,17 @@ class AdoptedSeqpacket : public ::testing::Test {
     peer = -1;
   }
   int fd = -1, peer = -1;
+};
+
+/// A SocketBackend that adopted `fd`.
+class AdoptedSeqpacket : public SeqpacketPair {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(SeqpacketPair::SetUp());
+    auto adopted = SocketBackend::adopt_fd(fd);
+    ASSERT_TRUE(adopted) << adopted.error().message;
+    b = std::move(*adopted);
+  }
   std::unique_ptr<SocketBackend> b;
 };
 
@@ -546,25 +554,16 @@ TEST(NicSet, AnEngineWithoutBufferingCoalescesNothing) {
   EXPECT_FALSE(engine.coalesce_port_writes(0x300, 0));
 }
 
-/// An ISA NE2000 (io 0x300) on a machine, its backend one end of a
-/// SOCK_SEQPACKET socketpair; `peer` is the other end, the fabric's side.
-class Ne2000OnSocket : public ::testing::Test {
+/// An ISA NE2000 (io 0x300) on a machine, its backend `fd`.
+class Ne2000OnSocket : public SeqpacketPair {
  protected:
   void SetUp() override {
-    int sv[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
-    fd = sv[0];
-    peer = sv[1];
+    ASSERT_NO_FATAL_FAILURE(SeqpacketPair::SetUp());
     auto spec = parse_nic_spec("model=ne2000,backend=fd,fd=" + std::to_string(fd));
     ASSERT_TRUE(spec);
     auto made = NicSet::create({*spec}, "vm", *rig.machine);
     ASSERT_TRUE(made) << made.error().message;
     set = std::move(*made);
-  }
-  void TearDown() override { close_peer(); }
-  void close_peer() {
-    if (peer >= 0) ::close(peer);
-    peer = -1;
   }
   void out(uint16_t port, uint8_t v) { rig.machine->io_bus().write(port, std::span<const uint8_t>(&v, 1)); }
   uint8_t in(uint16_t port) {
@@ -585,7 +584,6 @@ class Ne2000OnSocket : public ::testing::Test {
     out(0x30c, 0x04);  // RCR: broadcast
   }
   MachineRig rig;
-  int fd = -1, peer = -1;
   std::unique_ptr<NicSet> set;
 };
 
