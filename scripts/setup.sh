@@ -26,7 +26,7 @@ fi
 # tools, and the reference tools the tests and benchmarks compare against.
 packages=(
   build-essential cmake ninja-build pkg-config binutils gcc-multilib
-  libzydis-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libfmt-dev libspdlog-dev
+  libzydis-dev libxbyak-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libfmt-dev libspdlog-dev
   libboost-dev libpcap-dev libgtest-dev libgmock-dev libbenchmark-dev liblzma-dev
   cpio xz-utils python3 python3-jsonschema python3-yaml
   qemu-system-x86 tshark tcpdump vde2 libvdeplug-dev iproute2 iputils-ping
