@@ -306,7 +306,9 @@ Result<std::unique_ptr<CpuEngine>> make_engine(const MonitorOptions& o, const Ma
     note = choice == EngineChoice::kKvm ? "cpu engine: kvm (requested)" : "cpu engine: emulator (requested)";
   }
   if (choice == EngineChoice::kEmulator) {
-    auto emulator = EmulatorEngine::create(b, EmulatorOptions{});
+    EmulatorOptions eo;
+    eo.jit = o.emulator_jit ? EmulatorJit::kOn : EmulatorJit::kOff;
+    auto emulator = EmulatorEngine::create(b, eo);
     if (!emulator) return fail("emulator: " + emulator.error().message);
     return std::unique_ptr<CpuEngine>(std::move(*emulator));
   }

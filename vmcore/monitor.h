@@ -36,6 +36,7 @@ struct MonitorOptions {
   uint64_t memory_mib = 128;
   EngineChoice engine = EngineChoice::kAuto;
   ClockChoice clock = ClockChoice::kHost;
+  bool emulator_jit = false;        // emulator engine: compile hot blocks (EmulatorOptions::jit kOn)
   bool host_decompress = true;      // decompress an XZ kernel payload on the host
   std::string cache_dir;            // where decompressed kernels are cached ("" = none)
   std::string console_log;          // file receiving COM1 output

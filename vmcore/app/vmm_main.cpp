@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
       "that of the last command.\n\nExample:\n  twoostwo-vmm --kernel build/guest/i386/vmlinuz --initrd "
       "build/guest/i386/initrd.cpio --exec 'uname -a'");
 
-  std::string engine = "auto", clock = "host";
+  std::string engine = "auto", clock = "host", jit = "off";
   bool no_decompress = false, quiet_console = false;
   long ready_timeout = 600, exec_timeout = 600;
   app.add_option("--kernel", o.kernel, "Linux bzImage to boot directly")->check(CLI::ExistingFile);
@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
                  "host: guest time follows the host; virtual: guest time follows instructions executed "
                  "(repeatable runs; emulator engine)")
       ->check(CLI::IsMember({"host", "virtual"}))
+      ->capture_default_str();
+  app.add_option("--jit", jit,
+                 "emulator engine: on compiles hot guest code to host code, off interprets only (the default until "
+                 "the JIT is proven; TWOOSTWO_EMU_JIT=off|on|always overrides both)")
+      ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   app.add_flag("--no-host-decompress", no_decompress,
                "run the kernel's own decompressor instead of unpacking an XZ payload on the host");
@@ -115,6 +120,7 @@ int main(int argc, char** argv) {
   o.engine = engine == "kvm" ? EngineChoice::kKvm : engine == "emulator" ? EngineChoice::kEmulator
                                                                          : EngineChoice::kAuto;
   o.clock = clock == "virtual" ? ClockChoice::kVirtual : ClockChoice::kHost;
+  o.emulator_jit = jit == "on";
   o.host_decompress = !no_decompress;
   o.console_stdout = !quiet_console && o.exec.empty();
   o.ready_timeout = std::chrono::seconds(ready_timeout);

@@ -104,6 +104,7 @@ void BlockCache::invalidate_range(uint64_t gpa, uint64_t length) {
 }
 
 void BlockCache::flush() {
+  ++flushes_;
   for (size_t p = 0; p < page_head_.size(); ++p) {
     if (page_head_[p] != nullptr) invalidate_page(static_cast<uint32_t>(p));
   }

@@ -73,6 +73,9 @@ class BlockCache {
   /// Per RAM page: nonzero if it holds the start of a cached block.
   const uint8_t* code_pages() const { return code_pages_.data(); }
   size_t block_count() const { return count_; }
+  /// Times flush() has dropped everything (the JIT frees its code buffer
+  /// once a flush's blocks are collected).
+  uint64_t flushes() const { return flushes_; }
   uint64_t invalidated_blocks() const { return invalidated_; }
 
  private:
@@ -90,6 +93,7 @@ class BlockCache {
   std::vector<Block*> dead_;
   size_t count_ = 0;
   uint64_t invalidated_ = 0;
+  uint64_t flushes_ = 0;
 };
 
 }  // namespace twoostwo::vmcore::emu

@@ -96,9 +96,14 @@ EMU_INLINE void link_blocks(Block* prev, Block* next, uint32_t lin, uint32_t tag
 /// (see the top of this file). Returns to the loop with Cpu::current_block
 /// null (counted) and Cpu::chain_from the block to chain from; with
 /// stop_block set (single-step, or an instruction asked the block to stop)
-/// it leaves both for the loop.
+/// it leaves both for the loop. Under the JIT (Cpu::in_jit) it only sets
+/// Cpu::jit_chain (unless stop_block) and returns: the generated code makes
+/// the same checks in its exit.
 EMU_INLINE void end_block(Cpu& c) {
-  if (EMU_UNLIKELY(c.stop_block)) return;
+  if (EMU_UNLIKELY(c.stop_block | c.in_jit)) {
+    c.jit_chain = !c.stop_block;
+    return;
+  }
   Block* b = const_cast<Block*>(c.current_block);
   c.icount += b->count;
   c.current_block = nullptr;

@@ -257,6 +257,11 @@ class Cpu {
   bool irq_shadow = false;   // STI / MOV SS / POP SS: no interrupt before the next instruction
   bool irq_hint = false;     // the PIC had INTR asserted when last asked (under the device lock)
   bool stop_block = false;   // leave the current block after this instruction
+  /// Set while JIT code runs (jit.h): handlers return to the generated code
+  /// instead of running the next instruction (ops.h next()) or block (chain.h
+  /// end_block()); end_block() then sets jit_chain, and the code takes its exit.
+  bool in_jit = false;
+  bool jit_chain = false;
   bool fpu_error_hint = false;
   uint64_t icount = 0;       // instructions retired (kept by the engine's block loop)
   /// Bumped whenever a decoded block may have gone away (invalidation, cache
@@ -689,6 +694,7 @@ class Cpu {
   uint32_t ram_size_ = 0;
   TlbEntry tlb_[2][kTlbEntries];  // [0] supervisor, [1] user
   TlbEntry* tlb_cur_ = tlb_[0];
+  friend class Jit;  // generated code reads tlb_cur_ (the inline TLB lookup)
   unsigned large_entries_ = 0;     // entries from 4 MiB pages currently in the TLB (upper bound)
 
  public:

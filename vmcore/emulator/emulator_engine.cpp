@@ -13,6 +13,7 @@
 #include "vmcore/emulator/chain.h"
 #include "vmcore/emulator/cpu.h"
 #include "vmcore/emulator/decoder.h"
+#include "vmcore/emulator/jit.h"
 
 namespace twoostwo::vmcore {
 
@@ -39,6 +40,8 @@ struct EmulatorEngine::Impl {
   emu::BlockCache cache;
   emu::Decoder decoder;
   emu::BlockPtr oneoff;
+  std::unique_ptr<emu::Jit> jit;  // null: interpret only
+  uint64_t jit_flushes_seen = 0;  // BlockCache::flushes() when the JIT's code was last dropped
   bool virtual_clock = false;
   uint64_t slice = kDefaultSlice;
   uint64_t blocks_decoded = 0;
@@ -61,6 +64,17 @@ struct EmulatorEngine::Impl {
       invalidate_pending.store(false, std::memory_order_relaxed);
     }
     for (const auto& [gpa, len] : todo) cache.invalidate_range(gpa, len);
+  }
+
+  /// At the loop's safe point: when the JIT's buffer is full, drop every
+  /// block; once a flush's blocks are collected, the JIT's code goes too.
+  void maintain_jit() {
+    if (jit->wants_flush()) cache.flush();
+    if (cache.has_dead()) cache.collect();
+    if (cache.flushes() != jit_flushes_seen) {
+      jit_flushes_seen = cache.flushes();
+      jit->reset();
+    }
   }
 
   void refresh_irq_hint() {
@@ -161,6 +175,14 @@ EmulatorEngine::~EmulatorEngine() {
                c.unimplemented);
     fmt::print(stderr, "emu: {} runs ({} returned kHalt, {} kKicked); {} blocks entered from the loop, {} chained\n",
                c.runs, impl_->run_results[0], impl_->run_results[1], impl_->blocks_executed, impl_->cpu.blocks_chained);
+    if (impl_->jit) {
+      const emu::JitStats j = impl_->jit->stats();
+      fmt::print(stderr,
+                 "emu: jit: {} blocks compiled ({} instructions inline, {} handler calls), {} KiB of code in use, "
+                 "{} flushes, {:.1f} us per block\n",
+                 j.blocks_compiled, j.insns_inline, j.insns_called, j.code_bytes >> 10, j.flushes,
+                 j.blocks_compiled != 0 ? static_cast<double>(j.compile_ns) / 1000.0 / static_cast<double>(j.blocks_compiled) : 0.0);
+    }
   }
 }
 
@@ -179,6 +201,12 @@ Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings b
     o.trace_interrupts |= t.find("interrupt") != std::string_view::npos || t.find("irq") != std::string_view::npos;
     o.trace_blocks |= t.find("block") != std::string_view::npos;
   }
+  if (const char* env = std::getenv("TWOOSTWO_EMU_JIT"); env != nullptr) {
+    auto j = parse_emulator_jit(env);
+    if (!j) return fail("TWOOSTWO_EMU_JIT: " + j.error().message);
+    o.jit = *j;
+  }
+  if (o.trace_blocks) o.jit = EmulatorJit::kOff;
   auto impl = std::make_unique<Impl>(std::move(bindings), o);
   Impl& m = *impl;
   m.slice = o.slice_instructions != 0 ? o.slice_instructions : kDefaultSlice;
@@ -190,6 +218,15 @@ Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings b
   m.cpu.bind.vclock = dynamic_cast<VirtualClock*>(m.bindings.clock);
   m.virtual_clock = m.cpu.bind.vclock != nullptr;
   m.cache.attach(&m.cpu);
+  if (o.jit != EmulatorJit::kOff) {
+    const uint32_t threshold = o.jit == EmulatorJit::kAlways ? 0
+                               : o.jit_threshold != 0        ? o.jit_threshold
+                                                             : emu::Jit::kDefaultThreshold;
+    auto jit = emu::Jit::create(m.cpu, m.cache, threshold,
+                                o.jit_cache_bytes != 0 ? o.jit_cache_bytes : emu::Jit::kDefaultCacheBytes);
+    if (!jit) return std::unexpected(jit.error());
+    m.jit = std::move(*jit);
+  }
   return std::unique_ptr<EmulatorEngine>(new EmulatorEngine(std::move(impl)));
 }
 
@@ -199,6 +236,10 @@ Result<void> EmulatorEngine::set_state(const CpuState& state) {
   m.cache.flush();
   m.cache.collect();
   m.oneoff.reset();
+  if (m.jit) {
+    m.jit->reset();
+    m.jit_flushes_seen = m.cache.flushes();
+  }
   return {};
 }
 
@@ -232,6 +273,12 @@ EmulatorCounters EmulatorEngine::counters() const {
   c.exceptions = m.cpu.exceptions_delivered;
   c.interrupts = m.cpu.interrupts_delivered;
   c.unimplemented = m.decoder.unimplemented().size();
+  if (m.jit) {
+    const emu::JitStats j = m.jit->stats();
+    c.blocks_compiled = j.blocks_compiled;
+    c.jit_code_bytes = j.code_bytes;
+    c.jit_flushes = j.flushes;
+  }
   return c;
 }
 
@@ -284,7 +331,12 @@ RunResult EmulatorEngine::run() {
           m.kick.store(false, std::memory_order_relaxed);
           return finish(StopReason::kKicked);
         }
-        if (EMU_UNLIKELY(m.cache.has_dead())) {
+        if (m.jit) {
+          if (EMU_UNLIKELY(m.jit->wants_flush() || m.cache.has_dead() || m.cache.flushes() != m.jit_flushes_seen)) {
+            m.maintain_jit();
+            prev = nullptr;
+          }
+        } else if (EMU_UNLIKELY(m.cache.has_dead())) {
           m.cache.collect();
           prev = nullptr;
         }
@@ -316,7 +368,11 @@ RunResult EmulatorEngine::run() {
         c.stop_block = false;
         c.chain_budget = m.options.trace_blocks ? 0 : emu::kChainBudget;
         c.chain_from = nullptr;
-        first->fn(c, *first);  // runs the block, and the blocks it chains to (ops.h next(), chain.h)
+        if (void* code = m.jit ? m.jit->hot_code(b) : nullptr; code != nullptr) {
+          m.jit->run(code);  // the block and those it chains to, compiled (jit.h); same contract
+        } else {
+          first->fn(c, *first);  // runs the block, and the blocks it chains to (ops.h next(), chain.h)
+        }
         ++m.blocks_executed;
         if (const Block* cb = c.current_block; cb != nullptr) {
           // Stopped early, or ended by an instruction that does not chain.
@@ -336,6 +392,8 @@ RunResult EmulatorEngine::run() {
         }
       }
     } catch (const emu::CpuException& e) {
+      c.in_jit = false;
+      c.jit_chain = false;
       if (c.current_block != nullptr) c.icount += done_in(c.current_block, c.block_eip, c.eip);
       c.current_block = nullptr;
       prev = nullptr;
@@ -348,11 +406,22 @@ RunResult EmulatorEngine::run() {
         return finish(StopReason::kFault, f.detail);
       }
     } catch (const emu::TripleFault& t) {
+      c.in_jit = false;
+      c.jit_chain = false;
       return finish(StopReason::kTripleFault, t.detail);
     } catch (const emu::EngineFault& f) {
+      c.in_jit = false;
+      c.jit_chain = false;
       return finish(StopReason::kFault, f.detail);
     }
   }
+}
+
+Result<EmulatorJit> parse_emulator_jit(std::string_view text) {
+  if (text == "off") return EmulatorJit::kOff;
+  if (text == "on") return EmulatorJit::kOn;
+  if (text == "always") return EmulatorJit::kAlways;
+  return fail(fmt::format("'{}' is not a JIT setting (off, on or always)", text));
 }
 
 }  // namespace twoostwo::vmcore

@@ -35,6 +35,7 @@
 // exceptions and external interrupts delivered and/or every block executed
 // to stderr (slow; for debugging guests). TWOOSTWO_EMU_STATS=1 prints the
 // engine's counters (EmulatorCounters) when it is destroyed.
+// TWOOSTWO_EMU_JIT=off|on|always overrides EmulatorOptions::jit.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +47,15 @@
 
 namespace twoostwo::vmcore {
 
+/// The emulator's JIT (vmcore/emulator/jit.h): off (interpret only), on
+/// (compile blocks that ran jit_threshold times), always (compile every
+/// block on its first run: tests).
+enum class EmulatorJit : uint8_t { kOff, kOn, kAlways };
+
+/// "off" / "on" / "always" (the values of TWOOSTWO_EMU_JIT and of
+/// twoostwo-vmm --jit), else an error naming the accepted values.
+Result<EmulatorJit> parse_emulator_jit(std::string_view text);
+
 struct EmulatorOptions {
   /// run() returns kKicked after about this many instructions (0: 200,000,
   /// i.e. 1-2 ms of guest work), so that the Monitor advances its timers.
@@ -54,6 +64,15 @@ struct EmulatorOptions {
   bool trace_exceptions = false;
   bool trace_interrupts = false;
   bool trace_blocks = false;
+  /// The JIT. The environment variable TWOOSTWO_EMU_JIT=off|on|always, if
+  /// set, overrides it (tests run the whole suite with "always"). Off when
+  /// tracing blocks (every block must go through the loop).
+  EmulatorJit jit = EmulatorJit::kOff;
+  /// kOn: runs of a block before it is compiled (0: 16).
+  uint32_t jit_threshold = 0;
+  /// Code buffer per engine, in bytes (0: 16 MiB); everything compiled is
+  /// dropped, with all decoded blocks, when it is full.
+  uint64_t jit_cache_bytes = 0;
 };
 
 /// Counters since creation (read them while run() is not executing).
@@ -68,6 +87,9 @@ struct EmulatorCounters {
   uint64_t exceptions = 0;          // exceptions and software interrupts delivered
   uint64_t interrupts = 0;          // external interrupts delivered
   uint64_t unimplemented = 0;       // distinct unimplemented mnemonics met (each raised #UD)
+  uint64_t blocks_compiled = 0;     // by the JIT (0 with the JIT off)
+  uint64_t jit_code_bytes = 0;      // code buffer in use now
+  uint64_t jit_flushes = 0;         // times the code buffer was emptied
 };
 
 class EmulatorEngine final : public CpuEngine {

@@ -31,6 +31,36 @@ inline constexpr uint8_t kInsnLock = 1 << 3;
 inline constexpr uint8_t kInsnOp16 = 1 << 4;     // 16-bit operand size (for handlers shared by sizes)
 inline constexpr uint8_t kInsnEndsBlock = 1 << 5;  // the block ends after this instruction
 
+/// The instruction forms the JIT (jit.h) compiles inline; every other
+/// instruction is compiled as a call of its handler. A translate_* function
+/// sets Insn::jit next to Insn::fn, and only for a form whose inline code
+/// does exactly what the handler does (operands as Insn documents them).
+/// The binary ALU forms (ADD OR AND SUB XOR CMP; not ADC/SBB) and TEST are
+/// ranges: jit_alu() / jit_test() below.
+enum class JitForm : uint8_t {
+  kNone = 0,
+  // MOV, any size: r1 <- r2, r1 <- [m], [m] <- r2, r1 <- imm, [m] <- imm.
+  kMovRR, kMovRM, kMovMR, kMovRI, kMovMI,
+  kLea32,                                  // LEA r32, m
+  kMovzxR8, kMovzxM8, kMovzxR16, kMovzxM16,  // MOVZX r32, r/m8 or r/m16
+  kMovsxR8, kMovsxM8, kMovsxR16, kMovsxM16,  // MOVSX r32, r/m8 or r/m16
+  kInc32, kDec32,                          // INC/DEC r32
+  kPush32, kPop32,                         // PUSH/POP r32
+  kCallRel32, kRet32, kJmpRel32, kJccRel32,  // near, 32-bit operand size (RET without imm16)
+  kAluFirst = 0x40,  // + operands << 3 + AluOp, up to kAluLast
+  kAluLast = 0x40 + (4 << 3) + 7,
+  kTestFirst = 0x68,  // + operands
+  kTestLast = 0x68 + 4,
+};
+/// Operand shapes of the ALU and TEST forms (as ops_alu.cpp's Form).
+enum class JitOperands : uint8_t { kRR, kRM, kMR, kRI, kMI };
+constexpr JitForm jit_alu(JitOperands o, uint8_t alu_op) {
+  return static_cast<JitForm>(static_cast<unsigned>(JitForm::kAluFirst) + (static_cast<unsigned>(o) << 3) + alu_op);
+}
+constexpr JitForm jit_test(JitOperands o) {
+  return static_cast<JitForm>(static_cast<unsigned>(JitForm::kTestFirst) + static_cast<unsigned>(o));
+}
+
 /// One decoded instruction (32 bytes).
 /// Register operands are byte offsets into Cpu::gpr (r: 4*r for 16/32-bit
 /// registers; AL..BL = 0,4,8,12; AH..BH = 1,5,9,13). r1 is the register of
@@ -54,7 +84,7 @@ struct Insn {
   uint8_t aux = 0;     // condition code, sub-operation, size...
   uint8_t opsize = 4;  // operand size in bytes
   uint8_t aux2 = 0;
-  uint8_t pad = 0;
+  JitForm jit = JitForm::kNone;  // what the JIT may inline (JitForm)
 };
 static_assert(sizeof(Insn) == 32);
 
@@ -108,6 +138,10 @@ struct alignas(64) Block {
   Block* page_next2 = nullptr;  // in the list of the page of `phys2`
   X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
   void* storage = nullptr;      // what operator new returned; the Block sits at its first 64-byte boundary
+  // The JIT (jit.h): host code compiled from this block (null: interpreted),
+  // and how many times the loop or an exit has wanted it (compiled at the threshold).
+  void* jit_code = nullptr;
+  uint32_t jit_hits = 0;
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }

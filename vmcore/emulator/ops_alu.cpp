@@ -8,6 +8,7 @@ namespace twoostwo::vmcore::emu {
 namespace {
 
 enum class Form : uint8_t { kRR, kRM, kMR, kRI, kMI };
+static_assert(static_cast<unsigned>(Form::kMI) == static_cast<unsigned>(JitOperands::kMI), "Insn::jit encodes Form");
 
 // --- binary ALU ---------------------------------------------------------------
 
@@ -523,6 +524,9 @@ bool translate_alu(const Decoded& d, Insn& in) {
       const unsigned s = d.size(0);
       if (!valid_size(s) || !two_operand_form(d, in, f)) return false;
       in.fn = pick_alu(op, s, f);
+      if (op != AluOp::kAdc && op != AluOp::kSbb) {
+        in.jit = jit_alu(static_cast<JitOperands>(f), static_cast<uint8_t>(op));
+      }
       return in.fn != nullptr;
     }
     case ZYDIS_MNEMONIC_TEST: {
@@ -530,6 +534,7 @@ bool translate_alu(const Decoded& d, Insn& in) {
       const unsigned s = d.size(0);
       if (!valid_size(s) || !two_operand_form(d, in, f)) return false;
       in.fn = s == 1 ? test_form<1>(f) : s == 2 ? test_form<2>(f) : test_form<4>(f);
+      in.jit = jit_test(static_cast<JitOperands>(f));
       return in.fn != nullptr;
     }
     case ZYDIS_MNEMONIC_INC:
@@ -543,6 +548,8 @@ bool translate_alu(const Decoded& d, Insn& in) {
               : m == ZYDIS_MNEMONIC_DEC ? unary_size<Unary::kDec>(s, mem)
               : m == ZYDIS_MNEMONIC_NOT ? unary_size<Unary::kNot>(s, mem)
                                         : unary_size<Unary::kNeg>(s, mem);
+      if (s == 4 && !mem && m == ZYDIS_MNEMONIC_INC) in.jit = JitForm::kInc32;
+      if (s == 4 && !mem && m == ZYDIS_MNEMONIC_DEC) in.jit = JitForm::kDec32;
       return true;
     }
     case ZYDIS_MNEMONIC_ROL:

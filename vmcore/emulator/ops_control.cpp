@@ -169,6 +169,7 @@ bool translate_control(const Decoded& d, Insn& in) {
       if (d.is_imm(0)) {
         in.imm = imm_of(d, 0);
         in.fn = call ? (op16 ? call_rel<2> : call_rel<4>) : (op16 ? jmp_rel<true> : jmp_rel<false>);
+        if (!op16) in.jit = call ? JitForm::kCallRel32 : JitForm::kJmpRel32;
         return true;
       }
       bool mem;
@@ -185,6 +186,7 @@ bool translate_control(const Decoded& d, Insn& in) {
       in.imm = d.is_imm(0) ? (imm_of(d, 0) & 0xFFFF) : 0;
       if (far) in.fn = op16 ? ret_far<2> : ret_far<4>;
       else in.fn = op16 ? ret_near<2> : ret_near<4>;
+      if (!far && !op16 && in.imm == 0) in.jit = JitForm::kRet32;
       return true;
     case ZYDIS_MNEMONIC_IRET:
     case ZYDIS_MNEMONIC_IRETD:
@@ -231,6 +233,7 @@ bool translate_control(const Decoded& d, Insn& in) {
       in.aux = static_cast<uint8_t>(cc);
       in.imm = imm_of(d, 0);
       in.fn = op16 ? jcc<true> : jcc<false>;
+      if (!op16) in.jit = JitForm::kJccRel32;
       return true;
     }
   }

@@ -349,12 +349,15 @@ bool translate_data(const Decoded& d, Insn& in) {
         if (is_gpr(d, 1)) {
           set_reg_operand(d, 1, in.r2);
           in.fn = s == 1 ? mov_rr<1> : s == 2 ? mov_rr<2> : mov_rr<4>;
+          in.jit = JitForm::kMovRR;
         } else if (d.is_mem(1)) {
           if (!set_memory(d, 1, in)) return false;
           in.fn = s == 1 ? mov_rm<1> : s == 2 ? mov_rm<2> : mov_rm<4>;
+          in.jit = JitForm::kMovRM;
         } else if (d.is_imm(1)) {
           in.imm = imm_of(d, 1);
           in.fn = s == 1 ? mov_ri<1> : s == 2 ? mov_ri<2> : mov_ri<4>;
+          in.jit = JitForm::kMovRI;
         } else {
           return false;
         }
@@ -365,9 +368,11 @@ bool translate_data(const Decoded& d, Insn& in) {
         if (is_gpr(d, 1)) {
           set_reg_operand(d, 1, in.r2);
           in.fn = s == 1 ? mov_mr<1> : s == 2 ? mov_mr<2> : mov_mr<4>;
+          in.jit = JitForm::kMovMR;
         } else if (d.is_imm(1)) {
           in.imm = imm_of(d, 1);
           in.fn = s == 1 ? mov_mi<1> : s == 2 ? mov_mi<2> : mov_mi<4>;
+          in.jit = JitForm::kMovMI;
         } else {
           return false;
         }
@@ -400,12 +405,19 @@ bool translate_data(const Decoded& d, Insn& in) {
       else if (ds == 2 && ss == 2) in.fn = EMU_MOVX(2, 2);
       else return false;
 #undef EMU_MOVX
+      if (ds == 4) {
+        static constexpr JitForm kForms[8] = {JitForm::kMovzxR8,  JitForm::kMovzxM8,  JitForm::kMovzxR16,
+                                              JitForm::kMovzxM16, JitForm::kMovsxR8,  JitForm::kMovsxM8,
+                                              JitForm::kMovsxR16, JitForm::kMovsxM16};
+        in.jit = kForms[(sx ? 4 : 0) + (ss == 2 ? 2 : 0) + (mem ? 1 : 0)];
+      }
       return true;
     }
     case ZYDIS_MNEMONIC_LEA: {
       if (!is_gpr(d, 0) || !d.is_mem(1) || !set_memory(d, 1, in)) return false;
       set_reg_operand(d, 0, in.r1);
       in.fn = d.size(0) == 2 ? lea<2> : lea<4>;
+      if (d.size(0) == 4) in.jit = JitForm::kLea32;
       return true;
     }
     case ZYDIS_MNEMONIC_XCHG: {
@@ -446,6 +458,7 @@ bool translate_data(const Decoded& d, Insn& in) {
       } else if (is_gpr(d, 0)) {
         set_reg_operand(d, 0, in.r1);
         in.fn = s == 2 ? push_r<2> : push_r<4>;
+        if (s == 4) in.jit = JitForm::kPush32;
       } else if (d.is_mem(0)) {
         if (!set_memory(d, 0, in)) return false;
         in.fn = s == 2 ? push_m<2> : push_m<4>;
@@ -468,6 +481,7 @@ bool translate_data(const Decoded& d, Insn& in) {
       } else if (is_gpr(d, 0)) {
         set_reg_operand(d, 0, in.r1);
         in.fn = s == 2 ? pop_r<2> : pop_r<4>;
+        if (s == 4) in.jit = JitForm::kPop32;
       } else if (d.is_mem(0)) {
         if (!set_memory(d, 0, in)) return false;
         in.fn = s == 2 ? pop_m<2> : pop_m<4>;

@@ -1,0 +1,128 @@
+// The emulator's JIT (stage 1 of JIT-PLAN.md): a template compiler of the
+// interpreter's own Blocks into host x86-64 code.
+//
+// What is compiled: cached blocks (Block::cached, no second page) decoded in
+// 32-bit protected mode, once the loop or an exit has wanted them
+// `threshold` times. Each compiled block has the interpreter's boundaries
+// and instruction count, so icount, interrupt delivery points and the
+// virtual clock are exactly the interpreter's.
+//
+// Generated code (rbx = Cpu*, r12d = EIP at block entry):
+// - the forms of JitForm (insn.h) inline: guest registers and lazy flags are
+//   read and written in Cpu as the handlers do; memory goes through the
+//   segment check and the TLB inline, and any miss (TLB, segment limit, a
+//   write to a code page — which never has a write tag — or MMIO) calls the
+//   instruction's handler instead, after storing EIP. Inline code cannot
+//   fault, so faults are precise: they are the handlers' CpuExceptions,
+//   unwound through the generated frames (one registered CIE/FDE covers the
+//   code buffer) into EmulatorEngine::run()'s catch.
+// - every other instruction: a call of its handler with Cpu::in_jit set
+//   (ops.h next() and chain.h end_block() then return), then a check of
+//   Cpu::stop_block (leave for the loop).
+// - the block end: the checks of end_block() (slice end, kick, TF, a
+//   pending interrupt with IF), then a patched direct jump to the next
+//   block's code when the target is static and in the same linear and
+//   physical page, else the jump cache inline, else a helper.
+//
+// Memory: one memfd of `cache_bytes` mapped twice (RW for the emitter and
+// link patching, RX to run; a single RWX mapping if that fails), bump
+// allocated. When it is full the JIT asks for a flush (wants_flush()); the
+// engine then drops every block (BlockCache::flush) and, once they are
+// collected, calls reset().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "vmcore/bus/error.h"
+#include "vmcore/emulator/insn.h"
+
+namespace twoostwo::vmcore::emu {
+
+class BlockCache;
+/// A block exit toward a static target (lives in the code buffer, after
+/// its block's code): link_exit() patches its jump.
+struct JitExit {
+  Block* from;
+  uint8_t* rel32;         // RW address of the jump's displacement
+  const uint8_t* nolink;  // RX address the jump takes when the target cannot be linked
+  uint32_t off;           // target EIP - EIP at block entry
+  uint32_t reserved;
+};
+
+/// Counters since creation.
+struct JitStats {
+  uint64_t blocks_compiled = 0;
+  uint64_t insns_inline = 0;   // instructions compiled inline (static count)
+  uint64_t insns_called = 0;   // instructions compiled as handler calls (static count)
+  uint64_t code_bytes = 0;     // in use now
+  uint64_t flushes = 0;        // times the code buffer was emptied
+  uint64_t compile_ns = 0;     // host time spent compiling
+};
+
+class Jit {
+ public:
+  static constexpr uint32_t kDefaultThreshold = 16;
+  static constexpr size_t kDefaultCacheBytes = size_t{16} << 20;
+
+  /// A JIT for `cpu`'s blocks (kept in `cache`). `threshold`: runs of a
+  /// block before it is compiled (0: at once); `cache_bytes`: size of the
+  /// code buffer (at least 64 KiB). Fails if no executable memory can be
+  /// mapped.
+  static Result<std::unique_ptr<Jit>> create(Cpu& cpu, const BlockCache& cache, uint32_t threshold,
+                                             size_t cache_bytes);
+  ~Jit();
+  Jit(const Jit&) = delete;
+  Jit& operator=(const Jit&) = delete;
+
+  /// The host code of `b` if it is compiled, or if it has become hot now and
+  /// compiles; null to interpret it.
+  EMU_INLINE void* hot_code(Block* b) {
+    if (b->jit_code != nullptr) return b->jit_code;
+    if (++b->jit_hits < threshold_) return nullptr;
+    return compile(b);
+  }
+  /// Run compiled code `code` of Cpu::current_block (entered at CS:EIP, as
+  /// the loop enters a block); returns when the loop is needed, with the
+  /// same contract as running the block's first handler.
+  void run(void* code);
+
+  /// The code buffer is full: the engine must drop every block, collect
+  /// them, and call reset().
+  bool wants_flush() const { return wants_flush_; }
+  /// Forget all code (no block may hold any: every block was flushed and
+  /// collected).
+  void reset();
+  JitStats stats() const;
+
+  // Called by generated code (see jit.cpp).
+  static void* link_exit(Jit* jit, JitExit* exit);
+  static void* lookup_exit(Jit* jit, Block* from);
+  static bool cond(Cpu* cpu, unsigned cc);
+  /// Where Cpu keeps the current TLB table pointer (for the inline lookup).
+  static int32_t tlb_cur_offset(const Cpu& c);
+
+ private:
+  Jit(Cpu& cpu, const BlockCache& cache, uint32_t threshold);
+  Result<void> map(size_t bytes);
+  void* compile(Block* b);
+  void* next_code(Block* from, uint32_t prev_lin, Block*& next);
+
+  Cpu& cpu_;
+  const BlockCache& cache_;
+  uint32_t threshold_;
+  int memfd_ = -1;
+  uint8_t* rw_ = nullptr;   // the buffer as the emitter writes it
+  uint8_t* rx_ = nullptr;   // the same memory as it runs (== rw_ without memfd)
+  size_t size_ = 0;
+  size_t used_ = 0;         // bytes handed out
+  size_t code_start_ = 0;   // after the entry/leave stubs
+  void (*enter_)(Cpu*, void*) = nullptr;
+  const uint8_t* leave_ = nullptr;  // RX: returns from enter_
+  bool wants_flush_ = false;
+  uint8_t* eh_frame_ = nullptr;  // registered with __register_frame
+  JitStats stats_;
+};
+
+}  // namespace twoostwo::vmcore::emu
