@@ -8,6 +8,8 @@ drives with guest/tools/agent-client.py. Per engine and run it measures:
   ready    launch -> "@@twoostwo ready" on COM2 (seconds)
   md5      `dd if=/dev/zero bs=1M count=64 | md5sum` (seconds; the sum is checked)
   loop     an ash loop to 200,000 (seconds)
+  *_cpu    CPU seconds (user + system) of the VM process during md5 / loop
+           (steadier than wall time on a loaded machine)
   idle     host CPU used by the idle guest over --idle-seconds (% of one core; first run only)
 
 and prints a table of medians with the ratio twoostwo/QEMU (lower is better
@@ -15,6 +17,11 @@ for every row). Nothing here is a test: the numbers go into closing notes.
 
   bench/vm_bench.py [--runs 3] [--idle-seconds 30] [--only twoostwo|qemu]
                     [--vmm build/default/vmcore/twoostwo-vmm] [--guest build/guest/i386]
+                    [--jit off|on|both]
+
+--jit passes twoostwo-vmm --jit (the emulator's JIT); `both` runs the
+emulator twice, as "twoostwo" (JIT off) and "twoostwo-jit" (JIT on), and adds
+a column jit/interpreter.
 """
 import argparse
 import importlib.util
@@ -59,9 +66,11 @@ def command(engine, args, tmp):
             "qemu-system-i386", "-accel", "tcg", "-m", "128", "-display", "none", "-monitor", "none",
             "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE,
             "-serial", f"file:{console}", "-serial", f"unix:{sock},server=on,wait=off"]
-    return sock, [
-        args.vmm, "--kernel", kernel, "--initrd", initrd, "--cpu-engine", args.engine, "-m", "128",
-        "--console-log", console, "--command-socket", sock, "-q"]
+    argv = [args.vmm, "--kernel", kernel, "--initrd", initrd, "--cpu-engine", args.engine, "-m", "128",
+            "--console-log", console, "--command-socket", sock, "-q"]
+    if engine == "twoostwo-jit" or (engine == "twoostwo" and args.jit == "on"):
+        argv += ["--jit", "on"]
+    return sock, argv
 
 
 def run_once(engine, args, agent, measure_idle):
@@ -81,16 +90,18 @@ def run_once(engine, args, agent, measure_idle):
             client.wait_ready(timeout=args.timeout)
             result = {"ready": time.monotonic() - t0}
 
-            t = time.monotonic()
+            t, cpu = time.monotonic(), cpu_seconds(proc.pid)
             out, status = client.exec("dd if=/dev/zero bs=1M count=64 2>/dev/null | md5sum", timeout=args.timeout)
             result["md5"] = time.monotonic() - t
+            result["md5_cpu"] = cpu_seconds(proc.pid) - cpu
             if status != 0 or ZERO_64M_MD5 not in out.decode(errors="replace"):
                 raise RuntimeError(f"{engine}: md5sum workload printed {bytes(out)!r} (status {status})")
 
-            t = time.monotonic()
+            t, cpu = time.monotonic(), cpu_seconds(proc.pid)
             out, status = client.exec('i=0; while [ "$i" -lt 200000 ]; do i=$((i+1)); done; echo "$i"',
                                       timeout=args.timeout)
             result["loop"] = time.monotonic() - t
+            result["loop_cpu"] = cpu_seconds(proc.pid) - cpu
             if status != 0 or out.strip() != b"200000":
                 raise RuntimeError(f"{engine}: shell loop printed {bytes(out)!r} (status {status})")
 
@@ -120,9 +131,13 @@ def main():
     ap.add_argument("--engine", default="emulator", help="twoostwo-vmm --cpu-engine")
     ap.add_argument("--guest", default=os.path.join(ROOT, "build", "guest", "i386"))
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--jit", choices=["off", "on", "both"], default="off",
+                    help="twoostwo-vmm --jit; both: the emulator with the JIT off and on")
     args = ap.parse_args()
     agent = load_agent_client()
     engines = [args.only] if args.only else ["twoostwo", "qemu"]
+    if args.jit == "both" and "twoostwo" in engines:
+        engines.insert(engines.index("twoostwo") + 1, "twoostwo-jit")
     results = {e: [] for e in engines}
     for run in range(args.runs):
         for engine in engines:  # interleaved, so both see the same machine load
@@ -135,14 +150,19 @@ def main():
         return statistics.median(vals) if vals else None
 
     rows = [("launch -> guest ready (s)", "ready"), ("md5sum of 64 MiB (s)", "md5"),
-            ("ash loop to 200,000 (s)", "loop"), ("idle guest CPU (% of a core)", "idle")]
-    print(f"| what | {' | '.join(engines)} |" + (" twoostwo/QEMU |" if len(engines) == 2 else ""))
-    print("|---|" + "---|" * len(engines) + ("---|" if len(engines) == 2 else ""))
+            ("md5sum, CPU of the VM process (s)", "md5_cpu"), ("ash loop to 200,000 (s)", "loop"),
+            ("ash loop, CPU of the VM process (s)", "loop_cpu"), ("idle guest CPU (% of a core)", "idle")]
+    # Ratio columns (lower is better): a/b for each pair present.
+    pairs = [(a, b) for a, b in [("twoostwo", "qemu"), ("twoostwo-jit", "qemu"), ("twoostwo-jit", "twoostwo")]
+             if a in engines and b in engines]
+    print(f"| what | {' | '.join(engines)} |" + "".join(f" {a}/{b} |" for a, b in pairs))
+    print("|---|" + "---|" * (len(engines) + len(pairs)))
     for label, key in rows:
-        vals = [median(e, key) for e in engines]
-        line = f"| {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |"
-        if len(engines) == 2 and None not in vals and vals[1] > 0:
-            line += f" {vals[0] / vals[1]:.2f}x |"
+        vals = {e: median(e, key) for e in engines}
+        line = f"| {label} | " + " | ".join("-" if vals[e] is None else f"{vals[e]:.2f}" for e in engines) + " |"
+        for a, b in pairs:
+            ok = vals[a] is not None and vals[b] is not None and vals[b] > 0
+            line += f" {vals[a] / vals[b]:.2f}x |" if ok else " - |"
         print(line)
     print(f"(medians of {args.runs} runs; idle over {args.idle_seconds:.0f} s on the first run)")
 

@@ -200,6 +200,13 @@ Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings b
     o.trace_exceptions |= t.find("exception") != std::string_view::npos;
     o.trace_interrupts |= t.find("interrupt") != std::string_view::npos || t.find("irq") != std::string_view::npos;
     o.trace_blocks |= t.find("block") != std::string_view::npos;
+    if (const size_t d = t.find("digest"); d != std::string_view::npos) {
+      o.trace_digest_every = 16;
+      if (d + 6 < t.size() && t[d + 6] == ':') {
+        o.trace_digest_every = static_cast<uint32_t>(std::strtoul(std::string(t.substr(d + 7)).c_str(), nullptr, 10));
+        if (o.trace_digest_every == 0) o.trace_digest_every = 1;
+      }
+    }
   }
   if (const char* env = std::getenv("TWOOSTWO_EMU_JIT"); env != nullptr) {
     auto j = parse_emulator_jit(env);
@@ -288,6 +295,16 @@ RunResult EmulatorEngine::run() {
   ++m.runs;
   auto finish = [&](StopReason reason, std::string detail = {}) {
     ++m.run_results[static_cast<int>(reason)];
+    if (EMU_UNLIKELY(m.options.trace_digest_every != 0) && m.runs % m.options.trace_digest_every == 0) {
+      uint64_t h = 1469598103934665603ull;  // FNV-1a over the state
+      auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+      for (int k = 0; k < 8; ++k) mix(c.gpr[k]);
+      mix(c.eip);
+      mix(c.flags_value());
+      mix(c.cr3);
+      mix(c.seg[emu::kCs].selector);
+      fmt::print(stderr, "emu: digest {} icount {} eip {:08x} hash {:016x}\n", m.runs, c.icount, c.eip, h);
+    }
     c.sync_clock();
     m.retired.store(c.icount, std::memory_order_release);
     c.current_block = nullptr;

@@ -31,7 +31,7 @@
 // - Blocks are found through a jump cache (linear address -> block, checked
 //   against the TLB) and chained to the block that followed them last time.
 //
-// Environment: TWOOSTWO_EMU_TRACE=exceptions,interrupts,blocks prints the
+// Environment: TWOOSTWO_EMU_TRACE=exceptions,interrupts,blocks,digest[:N] prints the
 // exceptions and external interrupts delivered and/or every block executed
 // to stderr (slow; for debugging guests). TWOOSTWO_EMU_STATS=1 prints the
 // engine's counters (EmulatorCounters) when it is destroyed.
@@ -64,6 +64,13 @@ struct EmulatorOptions {
   bool trace_exceptions = false;
   bool trace_interrupts = false;
   bool trace_blocks = false;
+  /// Every this many calls of run() (0: never), print a digest of the CPU
+  /// to stderr when run() returns: "emu: digest <run> icount <n> eip <x>
+  /// hash <x>" (GPRs, EFLAGS, CR3, CS). With the virtual clock two runs of
+  /// the same guest print the same digests until asynchronous input
+  /// arrives, whatever the engine (interpreter or JIT): the lockstep check
+  /// (scripts/emu_lockstep.sh). TWOOSTWO_EMU_TRACE=digest[:N] (N: 16).
+  uint32_t trace_digest_every = 0;
   /// The JIT. The environment variable TWOOSTWO_EMU_JIT=off|on|always, if
   /// set, overrides it (tests run the whole suite with "always"). Off when
   /// tracing blocks (every block must go through the loop).

@@ -864,6 +864,9 @@ void* Jit::next_code(Block* from, uint32_t prev_lin, Block*& next) {
   if (!from_chain) link_blocks(from, next, lin, tag);
   void* code = hot_code(next);
   if (code == nullptr) return nullptr;
+  // Found through a chain slot: enter it in the jump cache too, so the
+  // inline lookup of a dynamic exit (RET) finds it next time.
+  if (next->phys2 == Block::kNoPhys2) c.jump_cache[jump_index(lin)] = JumpEntry{lin, tag, next};
   c.block_lin = lin;
   return code;
 }
