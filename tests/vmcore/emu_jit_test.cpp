@@ -8,10 +8,12 @@
 // and RAM must be identical.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/vmcore/emu_harness.h"
@@ -477,6 +479,40 @@ TEST(EmuJit, SelfModifyingCodeInvalidatesCompiledBlocks) {
     EXPECT_EQ(st->gpr[0], 0u) << (mode == EmulatorJit::kOff ? "interpreter" : "jit");
     EXPECT_EQ(st->gpr[1], 5u) << (mode == EmulatorJit::kOff ? "interpreter" : "jit");
   }
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// kick() from another thread stops a compiled loop that never leaves its
+/// block chain (the exit checks Cpu::exit_request), with the instruction
+/// count exact: the loop body is 3 instructions, entered at its start.
+TEST(EmuJit, AKickStopsACompiledLoop) {
+  NoJitEnv no_env;
+  EmulatorOptions o = options(EmulatorJit::kAlways);
+  o.slice_instructions = uint64_t{1} << 40;  // only the kick ends run()
+  EmuMachine m(kRam, o);
+  // 0x1000: inc eax; add ebx, eax; jmp 0x1000
+  m.load(0x1000, {0x40, 0x01, 0xC3, 0xEB, 0xFB});
+  ASSERT_TRUE(m.engine->set_state(m.flat32(0x1000)));
+  std::thread kicker([&m] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    m.engine->kick();
+  });
+  const RunResult r = m.engine->run();
+  kicker.join();
+  EXPECT_EQ(r.reason, StopReason::kKicked);
+  auto s = m.engine->state();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->rip, 0x1000u);  // between blocks
+  const uint64_t n = m.engine->instructions_retired();
+  EXPECT_GT(n, 1000u);
+  EXPECT_EQ(n % 3, 0u);
+  EXPECT_EQ(s->gpr[kRax], n / 3);
+  EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
 }
 
 }  // namespace
