@@ -1,6 +1,7 @@
 #include "vmcore/emulator/jit.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <xbyak/xbyak.h>
@@ -805,6 +806,17 @@ void Jit::run(void* code) {
 }
 
 void Jit::reset() {
+  // Give the code's pages back (after the first, which holds the stubs):
+  // a flushed buffer costs no memory until code is compiled again.
+  const size_t keep = 4096;
+  if (used_ > keep) {
+    if (memfd_ >= 0) {
+      fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(keep),
+                static_cast<off_t>(size_ - keep));
+    } else {
+      madvise(rw_ + keep, size_ - keep, MADV_DONTNEED);
+    }
+  }
   used_ = code_start_;
   wants_flush_ = false;
   ++stats_.flushes;
