@@ -257,9 +257,10 @@ class Cpu {
   bool irq_shadow = false;   // STI / MOV SS / POP SS: no interrupt before the next instruction
   bool irq_hint = false;     // the PIC had INTR asserted when last asked (under the device lock)
   bool stop_block = false;   // leave the current block after this instruction
-  /// Set while JIT code runs (jit.h): handlers return to the generated code
-  /// instead of running the next instruction (ops.h next()) or block (chain.h
-  /// end_block()); end_block() then sets jit_chain, and the code takes its exit.
+  /// Set while JIT code runs (jit.h): a branch handler's end_block() (chain.h)
+  /// returns to the generated code instead of running the next block, after
+  /// setting jit_chain; the code then takes its exit. (Handlers return from
+  /// next() through the sentinel after their Insn's copy, jit.cpp.)
   bool in_jit = false;
   bool jit_chain = false;
   bool fpu_error_hint = false;

@@ -111,6 +111,15 @@ struct Slow {
   bool branch;  // CALL/RET: the handler ended the block (leave through a dynamic exit)
 };
 
+/// A called instruction's copy in the code buffer (see call_fn()).
+struct InsnCopy {
+  Label label;
+  bool used = false;
+};
+
+/// The sentinel after an instruction copy: returns to the generated code.
+void handler_jit_return(Cpu&, const Insn&) {}
+
 struct ExitData {
   Label label;
   JitExit exit;
@@ -196,6 +205,15 @@ class Compiler : public Xbyak::CodeGenerator {
     jmp_abs(leave_);
     // Exit records (data, 8-aligned).
     align(8);
+    // The called instructions' copies, each followed by a returning sentinel.
+    for (size_t k = 0; k < copies_.size(); ++k) {
+      if (!copies_[k].used) continue;
+      L(copies_[k].label);
+      Insn pair[2] = {in[k], Insn{}};
+      pair[1].fn = handler_jit_return;
+      const auto* p = reinterpret_cast<const uint8_t*>(pair);
+      for (size_t n = 0; n < sizeof(pair); ++n) db(p[n]);
+    }
     for (ExitData& e : exits_) {
       L(e.label);
       e.exit.rel32 = rw_ + e.rel32_pos;
@@ -246,9 +264,15 @@ class Compiler : public Xbyak::CodeGenerator {
     lea(eax, ptr[r12 + static_cast<int32_t>(off)]);
     mov(dword[rbx + o(c_.eip)], eax);
   }
+  /// Call i's handler on the block's copy of i in the code buffer, which is
+  /// followed by a sentinel that returns (handler_jit_return): the
+  /// handler's next() returns to this code without a test of its own.
   void call_fn(const Insn& i) {
+    const auto k = static_cast<size_t>(&i - b_.insns());
+    InsnCopy& copy = copies_[k];
+    copy.used = true;
     mov(rdi, rbx);
-    mov(rsi, reinterpret_cast<uint64_t>(&i));
+    lea(rsi, ptr[rip + copy.label]);
     call_abs(reinterpret_cast<const void*>(i.fn));
   }
   void call_handler(const Insn& i, uint32_t off, bool store_eip) {
@@ -718,11 +742,13 @@ class Compiler : public Xbyak::CodeGenerator {
   Label stop_, to_loop_, miss_;
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
   std::vector<ExitData> exits_;
+  std::vector<InsnCopy> copies_;  // by instruction index
 
  public:
   void reserve(size_t n) {
     slows_.reserve(n);
     exits_.reserve(2 * n + 2);
+    copies_.resize(n);  // one per instruction (n = the block's count)
   }
 };
 

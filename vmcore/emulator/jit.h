@@ -16,9 +16,11 @@
 //   fault, so faults are precise: they are the handlers' CpuExceptions,
 //   unwound through the generated frames (one registered CIE/FDE covers the
 //   code buffer) into EmulatorEngine::run()'s catch.
-// - every other instruction: a call of its handler with Cpu::in_jit set
-//   (ops.h next() and chain.h end_block() then return), then a check of
-//   Cpu::stop_block (leave for the loop).
+// - every other instruction: a call of its handler on a copy of its Insn
+//   in the code buffer, followed by a sentinel whose handler returns (so
+//   ops.h next() returns here), with Cpu::in_jit set (so chain.h
+//   end_block() returns too); then a check of Cpu::stop_block (leave for
+//   the loop).
 // - the block end: the checks of end_block() (slice end, kick, TF, a
 //   pending interrupt with IF), then a patched direct jump to the next
 //   block's code when the target is static and in the same linear and

@@ -25,11 +25,12 @@ inline constexpr uint32_t kSignBit = 1u << (S * 8 - 1);
 /// which predicts better than one shared call site). The block's sentinel
 /// returns to the engine's loop; so does any handler after which the block
 /// must stop (Cpu::stop_block). Handlers that branch do not call next() and
-/// return to the loop. Handlers must call next() last. Under the JIT
-/// (Cpu::in_jit) it returns to the generated code.
+/// return to the loop. Handlers must call next() last. The JIT calls
+/// handlers on copies of their Insn followed by a sentinel that returns to
+/// the generated code (jit.cpp), so next() needs no test for it.
 EMU_INLINE void next(Cpu& c, const Insn& i) {
   c.eip += i.len;
-  if (EMU_UNLIKELY(c.stop_block | c.in_jit)) return;
+  if (EMU_UNLIKELY(c.stop_block)) return;
   const Insn& n = (&i)[1];
   n.fn(c, n);
 }
