@@ -37,6 +37,12 @@ class TimedDevice {
   virtual void advance(uint64_t now_ns) = 0;
   /// The guest time at which the device next needs `advance`, or kNever.
   virtual uint64_t next_deadline_ns() const = 0;
+  /// Whether that deadline is a single event that loses nothing when it is
+  /// met late (a one-shot timer, whose guest handler reads the time itself),
+  /// as opposed to one of a periodic series whose late edges are lost. A
+  /// halted CPU may then sleep past it by the Monitor's timer slack
+  /// (MonitorOptions::timer_slack_ns). Default: false.
+  virtual bool deadline_may_be_late() const { return false; }
 };
 
 }  // namespace twoostwo::vmcore

@@ -81,4 +81,13 @@ uint64_t Machine::next_deadline_ns() const {
   return std::min(devices_->pit.next_deadline_ns(), devices_->cmos.next_deadline_ns());
 }
 
+uint64_t Machine::next_wake_ns(uint64_t slack_ns) const {
+  auto wake = [slack_ns](const TimedDevice& d) {
+    const uint64_t t = d.next_deadline_ns();
+    if (t == TimedDevice::kNever || !d.deadline_may_be_late()) return t;
+    return t > TimedDevice::kNever - slack_ns ? TimedDevice::kNever - 1 : t + slack_ns;
+  };
+  return std::min(wake(devices_->pit), wake(devices_->cmos));
+}
+
 }  // namespace twoostwo::vmcore

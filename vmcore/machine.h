@@ -70,6 +70,10 @@ class Machine {
   void advance_time(uint64_t now_ns);
   /// The earliest deadline of any timed device, or TimedDevice::kNever.
   uint64_t next_deadline_ns() const;
+  /// When a halted CPU must wake at the latest: the earliest deadline, where
+  /// a deadline that may be met late (TimedDevice::deadline_may_be_late)
+  /// counts `slack_ns` later; TimedDevice::kNever if there is none.
+  uint64_t next_wake_ns(uint64_t slack_ns) const;
 
  private:
   struct Devices;

@@ -25,6 +25,9 @@ inline constexpr const char* kDefaultCmdline =
     "console=ttyS0 noapic acpi=off pci=conf1 reboot=k panic=1 i8042.noaux i8042.nopnp "
     "tsc=reliable no_timer_check cryptomgr.notests mitigations=off quiet";
 
+/// MonitorOptions::timer_slack_ns by default.
+inline constexpr uint64_t kDefaultTimerSlackNs = 12'000'000;
+
 struct MonitorOptions {
   std::string name = "vm";          // for logs and the guest's default hostname
   std::string kernel;               // bzImage path (or empty with bios)
@@ -37,6 +40,12 @@ struct MonitorOptions {
   EngineChoice engine = EngineChoice::kAuto;
   ClockChoice clock = ClockChoice::kHost;
   bool emulator_jit = false;        // emulator engine: compile hot blocks (EmulatorOptions::jit kOn)
+  /// How long past a one-shot timer's deadline (TimedDevice::
+  /// deadline_may_be_late) a halted CPU may sleep, in ns of host time, so
+  /// that an idle guest wakes the host less often (Linux's timer slack,
+  /// prctl PR_SET_TIMERSLACK, at the scale of the guest's tick). Host clock
+  /// only; the virtual clock jumps to the exact deadline.
+  uint64_t timer_slack_ns = kDefaultTimerSlackNs;
   bool host_decompress = true;      // decompress an XZ kernel payload on the host
   std::string cache_dir;            // where decompressed kernels are cached ("" = none)
   std::string console_log;          // file receiving COM1 output

@@ -113,6 +113,36 @@ TEST_F(EmuGuest, ExitStatusAndBinaryOutputPassThrough) {
   EXPECT_EQ(o.text, std::string("a\0b\xff", 4));
 }
 
+TEST_F(EmuGuest, IdleTicksComeLateButTheGuestCountsThemAll) {
+  // The default timer slack (MonitorOptions::timer_slack_ns) lets a halted
+  // guest's one-shot PIT interrupt come up to 12 ms late: an idle guest
+  // takes far fewer than HZ (250) timer interrupts a second, yet jiffies
+  // (/proc/schedstat's timestamp) keep pace with the clocksource
+  // (/proc/uptime) and with the host's clock. (With --timer-slack 0 this
+  // guest takes ~250 a second, and the last check fails.)
+  // Jiffies and uptime are read by shell builtins, microseconds apart (a
+  // fork between them would skew the two by the time it takes).
+  const char* probe =
+      "{ read v; read t j; } < /proc/schedstat; read u x < /proc/uptime; echo \"jiffies $j uptime $u\"; "
+      "grep ' 0:' /proc/interrupts";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto o = agent_->run(std::string(probe) + "; sleep 3; " + probe, 60s);
+  const double host_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(o.status, 0) << o.error;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(o.text, m,
+                                std::regex(R"(jiffies (\d+) uptime ([\d.]+)\n\s*0:\s+(\d+) [^\n]*\n)"
+                                           R"(jiffies (\d+) uptime ([\d.]+)\n\s*0:\s+(\d+) )")))
+      << o.text;
+  const double jiffies_s = static_cast<double>(std::stoull(m[4]) - std::stoull(m[1])) / 250.0;
+  const double uptime_s = std::stod(m[5]) - std::stod(m[2]);
+  const double irqs = static_cast<double>(std::stoull(m[6]) - std::stoull(m[3]));
+  EXPECT_GE(uptime_s, 3.0) << o.text;
+  EXPECT_LE(uptime_s, host_s + 0.02) << o.text;
+  EXPECT_NEAR(jiffies_s, uptime_s, 0.05) << o.text;
+  EXPECT_LT(irqs, 0.6 * 250.0 * uptime_s) << o.text;
+}
+
 TEST_F(EmuGuest, ZzPoweroffEndsTheMonitorWithStatusZero) {
   auto o = agent_->run("poweroff");
   EXPECT_EQ(o.status, -1);  // the VM ends while the command runs

@@ -90,6 +90,7 @@ TEST_F(PitTest, Mode2PeriodicAsLinuxClockevent) {
   outb(0x40, 1193 & 0xFF);
   outb(0x40, 1193 >> 8);
   EXPECT_EQ(pit.next_deadline_ns(), 999'848u);
+  EXPECT_FALSE(pit.deadline_may_be_late());  // periodic: a late tick is lost
   at_tick(100);
   EXPECT_EQ(latched_count(0), 1093);
   EXPECT_EQ(status(0), 0xB4);  // OUT high, count loaded, lohi, mode 2, binary
@@ -128,6 +129,7 @@ TEST_F(PitTest, Mode0InterruptsOnceAtTerminalCountThenWraps) {
   at_tick(400);
   EXPECT_EQ(latched_count(0), 600);
   EXPECT_EQ(pit.next_deadline_ns(), Pit8254::ns_of_tick(1000));
+  EXPECT_TRUE(pit.deadline_may_be_late());  // one-shot
   at_tick(1000);
   pit.advance(clock.now);
   EXPECT_EQ(irq0.rising_edges(), 1);
@@ -164,6 +166,7 @@ TEST_F(PitTest, Mode3SquareWave) {
   at_tick(99);
   EXPECT_FALSE(pit.out(0));
   EXPECT_EQ(pit.next_deadline_ns(), Pit8254::ns_of_tick(100));
+  EXPECT_FALSE(pit.deadline_may_be_late());
   pit.advance(Pit8254::ns_of_tick(100));
   EXPECT_EQ(irq0.rising_edges(), 1);
   EXPECT_EQ(pit.next_deadline_ns(), Pit8254::ns_of_tick(200));
@@ -177,11 +180,13 @@ TEST_F(PitTest, Mode4OneshotAsLinuxNextEvent) {
   outb(0x40, 500 >> 8);
   // OUT pulses low at TC (tick 550) and rises one count later.
   EXPECT_EQ(pit.next_deadline_ns(), Pit8254::ns_of_tick(551));
+  EXPECT_TRUE(pit.deadline_may_be_late());  // Linux's oneshot clockevent: the monitor's timer slack applies
   at_tick(550);
   EXPECT_FALSE(pit.out(0));
   pit.advance(Pit8254::ns_of_tick(551));
   EXPECT_EQ(irq0.rising_edges(), 1);
   EXPECT_EQ(pit.next_deadline_ns(), TimedDevice::kNever);
+  EXPECT_FALSE(pit.deadline_may_be_late());  // no deadline at all
 }
 
 TEST_F(PitTest, LobyteAndHibyteAccessModes) {

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
 
   std::string engine = "auto", clock = "host", jit = "off";
   bool no_decompress = false, quiet_console = false;
+  double timer_slack_ms = static_cast<double>(kDefaultTimerSlackNs) / 1e6;
   long ready_timeout = 600, exec_timeout = 600;
   app.add_option("--kernel", o.kernel, "Linux bzImage to boot directly")->check(CLI::ExistingFile);
   app.add_option("--initrd", o.initrd, "initrd (cpio, optionally compressed) for the kernel")
@@ -61,6 +62,12 @@ int main(int argc, char** argv) {
                  "emulator engine: on compiles hot guest code to host code, off interprets only (the default until "
                  "the JIT is proven; TWOOSTWO_EMU_JIT=off|on|always overrides both)")
       ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--timer-slack", timer_slack_ms,
+                 "milliseconds a halted guest's one-shot timer interrupt (the Linux tick in high-resolution mode) "
+                 "may come late, so that an idle guest wakes the host less often; the guest counts the ticks that "
+                 "passed. 0: on time. Interrupts from devices (network, console) are never delayed")
+      ->check(CLI::Range(0.0, 1000.0))
       ->capture_default_str();
   app.add_flag("--no-host-decompress", no_decompress,
                "run the kernel's own decompressor instead of unpacking an XZ payload on the host");
@@ -121,6 +128,7 @@ int main(int argc, char** argv) {
                                                                          : EngineChoice::kAuto;
   o.clock = clock == "virtual" ? ClockChoice::kVirtual : ClockChoice::kHost;
   o.emulator_jit = jit == "on";
+  o.timer_slack_ns = static_cast<uint64_t>(timer_slack_ms * 1e6);
   o.host_decompress = !no_decompress;
   o.console_stdout = !quiet_console && o.exec.empty();
   o.ready_timeout = std::chrono::seconds(ready_timeout);

@@ -122,6 +122,10 @@ uint64_t Pit8254::next_deadline_ns() const {
   return next_edge_ == kNoEdge ? kNever : ns_of_tick(next_edge_);
 }
 
+bool Pit8254::deadline_may_be_late() const {
+  return next_edge_ != kNoEdge && (ch_[0].mode == 0 || ch_[0].mode == 4);
+}
+
 bool Pit8254::out(unsigned channel) const {
   return channel < 3 && out_at(ch_[channel], now_tick());
 }

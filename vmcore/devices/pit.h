@@ -79,6 +79,12 @@ class Pit8254 final : public bus::IoDevice, public TimedDevice {
   // TimedDevice: pulses IRQ 0 on channel 0's rising OUT edges due by now_ns.
   void advance(uint64_t now_ns) override;
   uint64_t next_deadline_ns() const override;
+  /// True when channel 0 is in mode 0 or 4 (Linux's oneshot clockevent):
+  /// its next edge is the only one, and the guest reads the clocksource
+  /// when the interrupt comes (kernel/time/tick-sched.c
+  /// tick_do_update_jiffies64 counts the ticks that passed). Modes 2 and 3
+  /// (the periodic clockevent) lose ticks when late: false.
+  bool deadline_may_be_late() const override;
 
   /// OUT of `channel` (0-2) at the clock's current time.
   bool out(unsigned channel) const;
