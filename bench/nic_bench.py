@@ -30,6 +30,10 @@ The table also gives the minimum round-trip, less disturbed by other load
 on the host than the average.
 
   bench/nic_bench.py [--vmm build/default/vmcore/twoostwo-vmm] [--guest build/guest/i386] [--mib 20]
+                     [--jit off|on]
+
+--jit passes twoostwo-vmm --jit (the emulator's JIT); the default is the
+monitor's own default.
 """
 import argparse
 import ctypes
@@ -135,7 +139,7 @@ def twoostwo_side(args, work):
                                   os.path.join(args.guest, "initrd.cpio"), "--cpu-engine=emulator", "--node-config",
                                   os.path.join(d, "node.conf"), "--console-log", os.path.join(d, "console.log"),
                                   "--command-socket", os.path.join(d, "com2.sock"), "-q",
-                                  "--nic", f"model=rtl8029,backend=fd,fd={fd}"],
+                                  "--nic", f"model=rtl8029,backend=fd,fd={fd}"] + (["--jit", args.jit] if args.jit else []),
                                  pass_fds=[fd], stderr=open(os.path.join(d, "stderr"), "w"))
             procs.append(p)
         left.close()
@@ -211,6 +215,7 @@ def main():
     ap.add_argument("--vmm", default=os.path.join(ROOT, "build", "default", "vmcore", "twoostwo-vmm"))
     ap.add_argument("--guest", default=os.path.join(ROOT, "build", "guest", "i386"))
     ap.add_argument("--mib", type=int, default=20)
+    ap.add_argument("--jit", choices=["off", "on"], help="twoostwo-vmm --jit (default: the monitor's default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="twoostwo-nic-bench-") as work:
         t_rtt, t_min, t_tp = twoostwo_side(args, work)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <utility>
@@ -319,6 +320,11 @@ RunResult EmulatorEngine::run() {
   if (c.halted && (!(c.eflags & emu::kIF) || !c.irq_hint)) return halt_result();
 
   c.slice_end = c.icount + m.slice;
+  if (m.jit) {
+    m.jit->update_window(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count()));
+  }
   // Instructions of block `b` done when EIP is `eip`: the index of the
   // instruction that starts at `eip` (a fault there, or a stop after the one
   // before), or all of them (the last one ran, possibly a branch).

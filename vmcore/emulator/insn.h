@@ -139,9 +139,11 @@ struct alignas(64) Block {
   X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
   void* storage = nullptr;      // what operator new returned; the Block sits at its first 64-byte boundary
   // The JIT (jit.h): host code compiled from this block (null: interpreted),
-  // and how many times the loop or an exit has wanted it (compiled at the threshold).
+  // and how many times the loop or an exit has wanted it in the JIT's
+  // counting window `jit_window` (compiled at the threshold; Jit::hot_code).
   void* jit_code = nullptr;
   uint32_t jit_hits = 0;
+  uint32_t jit_window = 0;
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }
