@@ -19,9 +19,9 @@ for every row). Nothing here is a test: the numbers go into closing notes.
                     [--vmm build/default/vmcore/twoostwo-vmm] [--guest build/guest/i386]
                     [--jit off|on|both]
 
---jit passes twoostwo-vmm --jit (the emulator's JIT); `both` runs the
-emulator twice, as "twoostwo" (JIT off) and "twoostwo-jit" (JIT on), and adds
-a column jit/interpreter.
+--jit passes twoostwo-vmm --jit (the emulator's JIT; on by default, as in
+twoostwo-vmm); `both` runs the emulator twice, as "twoostwo" (JIT off) and
+"twoostwo-jit" (JIT on), and adds a column jit/interpreter.
 """
 import argparse
 import importlib.util
@@ -68,8 +68,7 @@ def command(engine, args, tmp):
             "-serial", f"file:{console}", "-serial", f"unix:{sock},server=on,wait=off"]
     argv = [args.vmm, "--kernel", kernel, "--initrd", initrd, "--cpu-engine", args.engine, "-m", "128",
             "--console-log", console, "--command-socket", sock, "-q"]
-    if engine == "twoostwo-jit" or (engine == "twoostwo" and args.jit == "on"):
-        argv += ["--jit", "on"]
+    argv += ["--jit", "on" if engine == "twoostwo-jit" or args.jit == "on" else "off"]
     return sock, argv
 
 
@@ -131,8 +130,8 @@ def main():
     ap.add_argument("--engine", default="emulator", help="twoostwo-vmm --cpu-engine")
     ap.add_argument("--guest", default=os.path.join(ROOT, "build", "guest", "i386"))
     ap.add_argument("--timeout", type=float, default=600.0)
-    ap.add_argument("--jit", choices=["off", "on", "both"], default="off",
-                    help="twoostwo-vmm --jit; both: the emulator with the JIT off and on")
+    ap.add_argument("--jit", choices=["off", "on", "both"], default="on",
+                    help="twoostwo-vmm --jit (default on); both: the emulator with the JIT off and on")
     args = ap.parse_args()
     agent = load_agent_client()
     engines = [args.only] if args.only else ["twoostwo", "qemu"]

@@ -39,7 +39,7 @@ struct MonitorOptions {
   uint64_t memory_mib = 128;
   EngineChoice engine = EngineChoice::kAuto;
   ClockChoice clock = ClockChoice::kHost;
-  bool emulator_jit = false;        // emulator engine: compile hot blocks (EmulatorOptions::jit kOn)
+  bool emulator_jit = true;         // emulator engine: compile hot blocks (EmulatorOptions::jit kOn; false: kOff)
   /// How long past a one-shot timer's deadline (TimedDevice::
   /// deadline_may_be_late) a halted CPU may sleep, in ns of host time, so
   /// that an idle guest wakes the host less often (Linux's timer slack,

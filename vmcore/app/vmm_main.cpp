@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
       "that of the last command.\n\nExample:\n  twoostwo-vmm --kernel build/guest/i386/vmlinuz --initrd "
       "build/guest/i386/initrd.cpio --exec 'uname -a'");
 
-  std::string engine = "auto", clock = "host", jit = "off";
+  std::string engine = "auto", clock = "host", jit = "on";
   bool no_decompress = false, quiet_console = false;
   double timer_slack_ms = static_cast<double>(kDefaultTimerSlackNs) / 1e6;
   long ready_timeout = 600, exec_timeout = 600;
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"host", "virtual"}))
       ->capture_default_str();
   app.add_option("--jit", jit,
-                 "emulator engine: on compiles hot guest code to host code, off interprets only (the default until "
-                 "the JIT is proven; TWOOSTWO_EMU_JIT=off|on|always overrides both)")
+                 "emulator engine: on compiles hot guest code to host code, off interprets only "
+                 "(TWOOSTWO_EMU_JIT=off|on|always overrides both)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   app.add_option("--timer-slack", timer_slack_ms,
