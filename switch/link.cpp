@@ -28,13 +28,18 @@ void Link::carry(const Port& from, const Frame& frame) {
     ++counters_.dropped;
     return;
   }
+  Port& to = peer(from);
+  if (!to.up()) {
+    to.deliver(frame);  // drops and counts it
+    return;
+  }
   if (&from == &a_) {
     ++counters_.a_to_b_frames;
   } else {
     ++counters_.b_to_a_frames;
   }
   taps_.notify(frame);
-  peer(from).deliver(frame);
+  to.deliver(frame);
 }
 
 }  // namespace twoostwo::fabric

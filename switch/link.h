@@ -2,6 +2,11 @@
 // "point-to-point wire"). What one port transmits, the other is delivered, in
 // order, after the link's taps (its captures) have seen it. A link can be
 // brought down like a pulled cable: frames are then dropped and counted.
+// Nothing crosses toward a port that is down either (an Ethernet port
+// without link partner does not transmit): such a frame goes straight to
+// that port's deliver(), which counts it in its rx_dropped, and the link
+// neither counts nor taps it -- so a link's capture ends with the last
+// frame it carried while both ends were up (a monitor that died).
 //
 // Construction attaches both ports; destruction detaches them. A port is on
 // at most one link.
@@ -17,7 +22,8 @@ namespace twoostwo::fabric {
 
 class Link {
  public:
-  /// Frames carried each way, and frames dropped because the link was down.
+  /// Frames carried each way, and frames dropped because the link was down
+  /// (those for a port that is down are that port's rx_dropped).
   struct Counters {
     uint64_t a_to_b_frames = 0;
     uint64_t b_to_a_frames = 0;

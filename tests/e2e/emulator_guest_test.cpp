@@ -139,7 +139,10 @@ TEST_F(EmuGuest, IdleTicksComeLateButTheGuestCountsThemAll) {
   const double irqs = static_cast<double>(std::stoull(m[6]) - std::stoull(m[3]));
   EXPECT_GE(uptime_s, 3.0) << o.text;
   EXPECT_LE(uptime_s, host_s + 0.02) << o.text;
-  EXPECT_NEAR(jiffies_s, uptime_s, 0.05) << o.text;
+  // Within 0.25 s: the host may preempt the guest between its two reads, for
+  // 100 ms and more on a loaded machine. A guest that counted one tick per
+  // interrupt would be off by seconds (~70 interrupts a second instead of 250).
+  EXPECT_NEAR(jiffies_s, uptime_s, 0.25) << o.text;
   EXPECT_LT(irqs, 0.6 * 250.0 * uptime_s) << o.text;
 }
 
