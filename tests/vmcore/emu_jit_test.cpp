@@ -9,11 +9,15 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "tests/vmcore/emu_harness.h"
@@ -513,6 +517,37 @@ TEST(EmuJit, AKickStopsACompiledLoop) {
   EXPECT_EQ(n % 3, 0u);
   EXPECT_EQ(s->gpr[kRax], n / 3);
   EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// TWOOSTWO_EMU_JIT_PERFMAP=1 describes compiled blocks in
+/// /tmp/perf-<pid>.map: the regions of the block at 0x1000.
+TEST(EmuJit, PerfMapNamesTheRegionsOfABlock) {
+  NoJitEnv no_env;
+  const std::string path = fmt::format("/tmp/perf-{}.map", ::getpid());
+  std::remove(path.c_str());
+  ::setenv("TWOOSTWO_EMU_JIT_PERFMAP", "1", 1);
+  {
+    EmuMachine m(kRam, options(EmulatorJit::kAlways));
+    ::unsetenv("TWOOSTWO_EMU_JIT_PERFMAP");
+    // 0x1000: inc eax; dec edx; jnz 0x1000; hlt
+    m.load(0x1000, {0x40, 0x4A, 0x75, 0xFC, 0xF4});
+    CpuState s = m.flat32(0x1000);
+    s.gpr[2] = 3;
+    ASSERT_TRUE(m.engine->set_state(s));
+    EXPECT_EQ(m.run().reason, StopReason::kHalt);
+  }
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::remove(path.c_str());
+  for (const char* region : {"entry", "body", "exit", "jc"}) {
+    EXPECT_NE(text.find(fmt::format(" jit.{}@00001000\n", region)), std::string::npos) << region << " in:\n" << text;
+  }
 }
 
 }  // namespace

@@ -133,15 +133,20 @@ class Compiler : public Xbyak::CodeGenerator {
       : Xbyak::CodeGenerator(room, rw), c_(c), b_(b), rw_(rw), rx_(rx), leave_(leave), jit_(jit) {}
 
   uint64_t inline_count = 0, called_count = 0;
+  /// Where each region of the code starts (for the perf map): offset, name
+  /// (null: data up to the next region).
+  std::vector<std::pair<size_t, const char*>> regions;
 
   void compile() {
     const Insn* in = b_.insns();
     // Entry (from the loop or a link): the bookkeeping end_block() does.
+    region("entry");
     mov(rax, reinterpret_cast<uint64_t>(&b_));
     mov(qword[rbx + o(c_.current_block)], rax);
     mov(byte[rbx + o(c_.irq_shadow)], 0);
     mov(r12d, dword[rbx + o(c_.eip)]);
     mov(dword[rbx + o(c_.block_eip)], r12d);
+    region("body");
     uint32_t off = 0;
     bool eip_exact = true;  // c.eip == entry + off
     bool ended = false;
@@ -173,6 +178,7 @@ class Compiler : public Xbyak::CodeGenerator {
       if (!eip_exact) set_eip(off);
       emit_exit(true, off);
     }
+    region("slow");
     for (Slow& s : slows_) {
       L(s.entry);
       set_eip(s.off);
@@ -187,6 +193,7 @@ class Compiler : public Xbyak::CodeGenerator {
       }
     }
     // Shared tails of the exits.
+    region("tail");
     L(to_loop_);  // as end_block(): counted, current_block null, chain_from this block
     mov(qword[rbx + o(c_.current_block)], 0);
     mov(rax, reinterpret_cast<uint64_t>(&b_));
@@ -204,6 +211,7 @@ class Compiler : public Xbyak::CodeGenerator {
     L(stop_);
     jmp_abs(leave_);
     // Exit records (data, 8-aligned).
+    region(nullptr);
     align(8);
     // The called instructions' copies, each followed by a returning sentinel.
     for (size_t k = 0; k < copies_.size(); ++k) {
@@ -237,6 +245,11 @@ class Compiler : public Xbyak::CodeGenerator {
   int32_t gpr_off(unsigned byte_off) const { return o(c_.gpr) + static_cast<int32_t>(byte_off); }
   int32_t seg_off(unsigned sr) const { return o(c_.seg[sr]); }
   size_t label_offset(const Label& l) const { return static_cast<size_t>(l.getAddress() - getCode()); }
+  void region(const char* name) {
+    region_ = name;
+    if (!regions.empty() && regions.back().first == getSize()) regions.back().second = name;
+    else regions.emplace_back(getSize(), name);
+  }
 
   /// Relative call/jump to an absolute host address from the RX view.
   void call_abs(const void* target) {
@@ -395,6 +408,8 @@ class Compiler : public Xbyak::CodeGenerator {
   /// `static_target`, `off` = target EIP - entry EIP; else the jump cache).
   void emit_exit(bool static_target, uint32_t off) {
     Label irq, go, jc;
+    const char* const outer = region_;
+    region("exit");
     mov(rax, qword[rbx + o(c_.icount)]);
     add(rax, b_.count);
     mov(qword[rbx + o(c_.icount)], rax);
@@ -430,6 +445,7 @@ class Compiler : public Xbyak::CodeGenerator {
       sub(dword[rbx + o(c_.block_lin)], off);
     }
     L(jc);
+    region("jc");
     // The jump cache (chain.h) inline: lin, entry, tag, block, its code, TLB.
     mov(eax, dword[rbx + o(c_.eip)]);
     add(eax, dword[rbx + o(c_.seg[kCs].base)]);
@@ -471,10 +487,12 @@ class Compiler : public Xbyak::CodeGenerator {
     jne(miss_, kNear);
     mov(dword[rbx + o(c_.block_lin)], eax);
     jmp(rdx);
+    region("exit");
     L(irq);
     test(dword[rbx + o(c_.eflags)], kIF);
     jz(go, kNear);
     jmp(to_loop_, kNear);
+    region(outer);
   }
 
   /// The inline code of `i` (at `off` from the entry) if its form has one.
@@ -739,6 +757,7 @@ class Compiler : public Xbyak::CodeGenerator {
   const uint8_t* leave_;
   Jit* jit_;
   Known known_;
+  const char* region_ = nullptr;
   Label stop_, to_loop_, miss_;
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
   std::vector<ExitData> exits_;
@@ -814,7 +833,13 @@ Result<void> Jit::map(size_t bytes) {
   return {};
 }
 
+bool Jit::enable_perf_map() {
+  if (perf_map_ == nullptr) perf_map_ = std::fopen(fmt::format("/tmp/perf-{}.map", getpid()).c_str(), "a");
+  return perf_map_ != nullptr;
+}
+
 Jit::~Jit() {
+  if (perf_map_ != nullptr) std::fclose(perf_map_);
   if (eh_frame_ != nullptr) {
     __deregister_frame(eh_frame_);
     delete[] eh_frame_;
@@ -874,6 +899,17 @@ void* Jit::compile(Block* b) {
     return nullptr;
   }
   void* code = rx_ + used_;
+  if (perf_map_ != nullptr) {
+    const uint32_t lin = cpu_.seg[kCs].base + cpu_.eip;
+    const auto& rs = comp.regions;
+    for (size_t k = 0; k < rs.size(); ++k) {
+      const size_t end = k + 1 < rs.size() ? rs[k + 1].first : comp.getSize();
+      if (rs[k].second == nullptr || end == rs[k].first) continue;
+      fmt::print(perf_map_, "{:x} {:x} jit.{}@{:08x}\n", reinterpret_cast<uintptr_t>(rx_ + used_ + rs[k].first),
+                 end - rs[k].first, rs[k].second, lin);
+    }
+    std::fflush(perf_map_);
+  }
   used_ += (comp.getSize() + 15) & ~size_t{15};
   b->jit_code = code;
   ++stats_.blocks_compiled;

@@ -35,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 
 #include "vmcore/bus/error.h"
@@ -97,6 +98,14 @@ class Jit {
   /// collected).
   void reset();
   JitStats stats() const;
+  /// Describe every block compiled from now on in /tmp/perf-<pid>.map (the
+  /// format `perf report` reads for JIT code): one symbol per region of a
+  /// block, named `jit.<region>@<linear address of the block>`, region one
+  /// of entry (the bookkeeping at entry), body (the instructions), exit
+  /// (the end_block() checks and the linked jump), jc (the inline jump
+  /// cache), slow (out-of-line slow paths) and tail (shared exit tails).
+  /// Best effort: false if the file cannot be opened.
+  bool enable_perf_map();
 
   // Called by generated code (see jit.cpp).
   static void* link_exit(Jit* jit, JitExit* exit);
@@ -124,6 +133,7 @@ class Jit {
   const uint8_t* leave_ = nullptr;  // RX: returns from enter_
   bool wants_flush_ = false;
   uint8_t* eh_frame_ = nullptr;  // registered with __register_frame
+  std::FILE* perf_map_ = nullptr;  // enable_perf_map()
   JitStats stats_;
 };
 
