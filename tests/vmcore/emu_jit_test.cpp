@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <random>
@@ -548,6 +549,121 @@ TEST(EmuJit, PerfMapNamesTheRegionsOfABlock) {
   for (const char* region : {"entry", "body", "exit", "jc"}) {
     EXPECT_NE(text.find(fmt::format(" jit.{}@00001000\n", region)), std::string::npos) << region << " in:\n" << text;
   }
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// Block transitions (emuguests/jit.S): each snippet runs interpreted and
+/// compiled (threshold 0, so its first runs already link and push on the
+/// return-address stack); the registers, EIP and instructions retired must
+/// be identical, and the registers what the snippet computes.
+class JitTransitions : public ::testing::Test {
+ protected:
+  struct Result {
+    CpuState state;
+    uint64_t retired = 0;
+  };
+  /// `paging`: identity paging of the first 4 MiB (write_page_tables).
+  Result run(EmulatorJit mode, const std::string& label, bool paging,
+             const std::function<void(EmuMachine&, CpuState&)>& setup = {}) {
+    EmuMachine m(kRam, options(mode));
+    const Program p = load_program("jit");
+    m.load(0x100000, p.bytes);
+    CpuState s = m.flat32(p.sym(label));
+    if (paging) {
+      write_page_tables(m.ram);
+      s.cr0 = 0x80010011;  // PG WP ET PE
+      s.cr3 = kPageDir;
+    }
+    if (setup) setup(m, s);
+    EXPECT_TRUE(m.engine->set_state(s));
+    const RunResult r = m.run();
+    EXPECT_EQ(r.reason, StopReason::kHalt) << r.detail;
+    Result out;
+    auto st = m.engine->state();
+    EXPECT_TRUE(st);
+    if (st) out.state = *st;
+    out.retired = m.engine->instructions_retired();
+    if (mode != EmulatorJit::kOff) {
+      EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
+    }
+    return out;
+  }
+  /// Both engines; returns the JIT's result after comparing it with the interpreter's.
+  Result both(const std::string& label, bool paging = false,
+              const std::function<void(EmuMachine&, CpuState&)>& setup = {}) {
+    NoJitEnv no_env;
+    const Result a = run(EmulatorJit::kOff, label, paging, setup);
+    const Result b = run(EmulatorJit::kAlways, label, paging, setup);
+    EXPECT_EQ(a.retired, b.retired);
+    EXPECT_EQ(a.state.rip, b.state.rip);
+    for (unsigned r = 0; r < 8; ++r) EXPECT_EQ(a.state.gpr[r], b.state.gpr[r]) << "register " << r;
+    return b;
+  }
+};
+
+TEST_F(JitTransitions, DeepRecursionWrapsTheReturnAddressStack) {
+  const Result r = both("t_ras_calls");
+  EXPECT_EQ(r.state.gpr[kRax], 50u * (40u * 41u / 2u));
+  EXPECT_EQ(r.state.gpr[kRbx], 50u * 40u);
+}
+
+TEST_F(JitTransitions, ARetToAnotherAddressIgnoresTheReturnAddressStack) {
+  const Result r = both("t_ras_fake_return");
+  EXPECT_EQ(r.state.gpr[kRax], 0u);
+  EXPECT_EQ(r.state.gpr[kRcx], 20u);
+}
+
+TEST_F(JitTransitions, ARetAfterTheCalleeRewroteTheReturnSiteRunsTheNewCode) {
+  const Result r = both("t_ras_smc");
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+TEST_F(JitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage) {
+  const Program p = load_program("jit");
+  const uint32_t page = p.sym("t_ras_remap"), copy = p.sym("remap_copy");
+  ASSERT_EQ(page & 0xFFFu, 0u);
+  ASSERT_EQ(copy & 0xFFFu, 0u);
+  const Result r = both("t_ras_remap", true, [&](EmuMachine& m, CpuState& s) {
+    std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
+    m.ram.data()[copy + (p.sym("remap_target") - page)] = 0x41;  // INC ECX
+    s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
+    s.gpr[kRdx] = copy | 3;
+  });
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+TEST_F(JitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
+  const Result r = both("t_xlink_smc");
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+TEST_F(JitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
+  const Program p = load_program("jit");
+  const uint32_t page = p.sym("xremap_page"), copy = p.sym("xremap_copy");
+  ASSERT_EQ(page & 0xFFFu, 0u);
+  ASSERT_EQ(copy & 0xFFFu, 0u);
+  const Result r = both("t_xlink_remap", true, [&](EmuMachine& m, CpuState& s) {
+    std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
+    m.ram.data()[copy] = 0x41;  // INC ECX
+    s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
+    s.gpr[kRdx] = copy | 3;
+  });
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
 }  // namespace

@@ -117,6 +117,34 @@ struct InsnCopy {
   bool used = false;
 };
 
+/// A guard stub of a cross-page link (Jit::link_exit): with block_lin =
+/// the target's linear address, jump to `target` (RX) if Cpu::code_epoch is
+/// still `epoch` and the TLB maps the target's page to `phys_page`, else to
+/// `fail` (RX: the exit's call of link_exit). Fixed size (kGuardBytes), so
+/// that a relink rewrites it in place.
+constexpr size_t kGuardBytes = 96;
+void emit_guard(const Cpu& c, uint8_t* rw, const uint8_t* rx, uint32_t epoch, uint32_t phys_page, const uint8_t* target,
+                const uint8_t* fail) {
+  Xbyak::CodeGenerator g(kGuardBytes, rw);
+  const auto rw_of = [&](const uint8_t* p) { return reinterpret_cast<const void*>(p - (rx - rw)); };
+  g.cmp(g.dword[rbx + off_of(c, c.code_epoch)], epoch);
+  g.jne(rw_of(fail));  // always rel32
+  g.mov(eax, g.dword[rbx + off_of(c, c.block_lin)]);
+  g.mov(ecx, eax);
+  g.shr(ecx, 12);
+  g.and_(ecx, kTlbEntries - 1);
+  g.lea(ecx, g.ptr[rcx + rcx * 2]);
+  g.shl(ecx, 3);
+  g.add(rcx, g.qword[rbx + Jit::tlb_cur_offset(c)]);
+  g.and_(eax, 0xFFFFF000u);
+  g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, read_tag))], eax);
+  g.jne(rw_of(fail));  // always rel32
+  g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, phys_page))], phys_page);
+  g.jne(rw_of(fail));  // always rel32
+  g.jmp(rw_of(target), Xbyak::CodeGenerator::T_NEAR);
+  g.ready();
+}
+
 /// The sentinel after an instruction copy: returns to the generated code.
 void handler_jit_return(Cpu&, const Insn&) {}
 
@@ -191,6 +219,15 @@ class Compiler : public Xbyak::CodeGenerator {
       } else {
         jmp(s.back, kNear);
       }
+    }
+    // The continuations of inline CALLs (entered from a RET's exit through
+    // the return-address stack, block_lin = this block's entry, counted
+    // and checked): a static exit to the return address.
+    region("cont");
+    for (Cont& k : conts_) {
+      L(k.label);
+      emit_link(k.off);
+      emit_jump_cache();
     }
     // Shared tails of the exits.
     region("tail");
@@ -406,7 +443,7 @@ class Compiler : public Xbyak::CodeGenerator {
   /// The block's end after c.eip is set: count it, leave for the loop if
   /// anything needs it, else go on to the next block (a patched jump when
   /// `static_target`, `off` = target EIP - entry EIP; else the jump cache).
-  void emit_exit(bool static_target, uint32_t off) {
+  void emit_exit(bool static_target, uint32_t off, bool ret = false) {
     Label irq, go, jc;
     const char* const outer = region_;
     region("exit");
@@ -426,7 +463,24 @@ class Compiler : public Xbyak::CodeGenerator {
     // Links and the inline jump cache skip block_may_run()'s CS limit check.
     cmp(dword[rbx + o(c_.seg[kCs].limit)], 0xFFFFFFFFu);
     jne(miss_, kNear);
-    if (static_target) {
+    if (static_target) emit_link(off);
+    if (ret) emit_ras_pop(jc);
+    L(jc);
+    region("jc");
+    emit_jump_cache();
+    region("exit");
+    L(irq);
+    test(dword[rbx + o(c_.eflags)], kIF);
+    jz(go, kNear);
+    jmp(to_loop_, kNear);
+    region(outer);
+  }
+
+  /// The static part of an exit to entry + `off` (block_lin is this block's
+  /// entry): a jump that link_exit() patches to the target's code, or
+  /// (fall through) on to the jump cache with block_lin unchanged.
+  void emit_link(uint32_t off) {
+    {
       exits_.push_back(ExitData{});
       ExitData& e = exits_.back();
       e.exit = JitExit{&b_, nullptr, nullptr, off, 0};
@@ -444,8 +498,72 @@ class Compiler : public Xbyak::CodeGenerator {
       L(e.nolink);
       sub(dword[rbx + o(c_.block_lin)], off);
     }
-    L(jc);
-    region("jc");
+  }
+
+  /// A RET's exit, after the checks: if the top of the return-address
+  /// stack (Jit::Ras) is the return's target, still valid (code epoch) and
+  /// still mapped to the same physical page (TLB), go to the continuation
+  /// of the CALL that pushed it (a static exit of the calling block, see
+  /// compile()); else on to `jc`. Pops the entry either way.
+  void emit_ras_pop(Label& jc) {
+    mov(eax, dword[rbx + o(c_.eip)]);
+    add(eax, dword[rbx + o(c_.seg[kCs].base)]);
+    mov(r8, reinterpret_cast<uint64_t>(jit_->ras()));
+    mov(ecx, dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))]);
+    lea(edx, ptr[rcx - 1]);
+    and_(edx, Jit::Ras::kEntries - 1);
+    mov(dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))], edx);
+    static_assert(sizeof(Jit::RasEntry) == 32);
+    shl(ecx, 5);
+    add(rcx, r8);
+    cmp(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, ret_lin))], eax);
+    jne(jc, kNear);
+    mov(edx, dword[rbx + o(c_.code_epoch)]);
+    cmp(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, epoch))], edx);
+    jne(jc, kNear);
+    mov(r9d, eax);
+    shr(r9d, 12);
+    and_(r9d, kTlbEntries - 1);
+    lea(r9d, ptr[r9 + r9 * 2]);
+    shl(r9d, 3);
+    add(r9, qword[rbx + Jit::tlb_cur_offset(c_)]);
+    and_(eax, 0xFFFFF000u);
+    cmp(dword[r9 + static_cast<int32_t>(offsetof(TlbEntry, read_tag))], eax);
+    jne(jc, kNear);
+    mov(edx, dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, phys_page))]);
+    cmp(dword[r9 + static_cast<int32_t>(offsetof(TlbEntry, phys_page))], edx);
+    jne(jc, kNear);
+    mov(edx, dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, caller_lin))]);
+    mov(dword[rbx + o(c_.block_lin)], edx);
+    jmp(qword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, code))]);
+  }
+
+  /// After a CALL at `next_off - len` has pushed its return address: push
+  /// (return linear address, code epoch, physical page, this block's
+  /// linear address, continuation) on the return-address stack. Only for
+  /// a return address in this block's page (`cont` links within it).
+  void emit_ras_push(uint32_t next_off, Label& cont) {
+    mov(r8, reinterpret_cast<uint64_t>(jit_->ras()));
+    mov(ecx, dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))]);
+    inc(ecx);
+    and_(ecx, Jit::Ras::kEntries - 1);
+    mov(dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))], ecx);
+    shl(ecx, 5);
+    add(rcx, r8);
+    mov(eax, dword[rbx + o(c_.block_lin)]);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, caller_lin))], eax);
+    add(eax, next_off);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, ret_lin))], eax);
+    mov(eax, dword[rbx + o(c_.code_epoch)]);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, epoch))], eax);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, phys_page))], b_.phys & ~0xFFFu);
+    lea(rax, ptr[rip + cont]);
+    mov(qword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, code))], rax);
+  }
+
+  /// The jump cache (chain.h) inline, for c.eip; block_lin is the entry of
+  /// the block that ended (for the miss path).
+  void emit_jump_cache() {
     // The jump cache (chain.h) inline: lin, entry, tag, block, its code, TLB.
     mov(eax, dword[rbx + o(c_.eip)]);
     add(eax, dword[rbx + o(c_.seg[kCs].base)]);
@@ -487,12 +605,6 @@ class Compiler : public Xbyak::CodeGenerator {
     jne(miss_, kNear);
     mov(dword[rbx + o(c_.block_lin)], eax);
     jmp(rdx);
-    region("exit");
-    L(irq);
-    test(dword[rbx + o(c_.eflags)], kIF);
-    jz(go, kNear);
-    jmp(to_loop_, kNear);
-    region(outer);
   }
 
   /// The inline code of `i` (at `off` from the entry) if its form has one.
@@ -704,6 +816,10 @@ class Compiler : public Xbyak::CodeGenerator {
           lea(edx, ptr[r12 + static_cast<int32_t>(next_off)]);
           mov(dword[r11 + rax], edx);
           sub(dword[rbx + gpr_off(4 * kEsp)], 4);
+          if ((b_.phys & 0xFFFu) + next_off < 0x1000u) {
+            conts_.push_back(Cont{{}, next_off});
+            emit_ras_push(next_off, conts_.back().label);
+          }
           set_eip(next_off + i.imm);
           emit_exit(true, next_off + i.imm);
           ended = true;
@@ -714,7 +830,7 @@ class Compiler : public Xbyak::CodeGenerator {
             mov(dword[rbx + gpr_off(i.r1)], edx);  // POP ESP: the popped value wins
           } else {
             mov(dword[rbx + o(c_.eip)], edx);
-            emit_exit(false, 0);
+            emit_exit(false, 0, true);
             ended = true;
           }
         }
@@ -762,11 +878,17 @@ class Compiler : public Xbyak::CodeGenerator {
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
   std::vector<ExitData> exits_;
   std::vector<InsnCopy> copies_;  // by instruction index
+  struct Cont {
+    Label label;
+    uint32_t off;  // of the return address from the entry
+  };
+  std::vector<Cont> conts_;
 
  public:
   void reserve(size_t n) {
     slows_.reserve(n);
-    exits_.reserve(2 * n + 2);
+    exits_.reserve(3 * n + 2);
+    conts_.reserve(n);
     copies_.resize(n);  // one per instruction (n = the block's count)
   }
 };
@@ -869,6 +991,7 @@ void Jit::reset() {
     }
   }
   used_ = code_start_;
+  ras_ = Ras{};  // its continuations are gone (and code_epoch may have started over)
   wants_flush_ = false;
   ++stats_.flushes;
 }
@@ -965,10 +1088,31 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   }
   // Link when the target shares the linear and the physical page: it dies
   // with this block (invalidate_page drops both; a flush drops all), so the
-  // jump needs no check. Otherwise the exit takes the jump cache path.
+  // jump needs no check. Otherwise link through a guard stub that checks
+  // what may have changed since: the code epoch (any block invalidated,
+  // the target perhaps) and the TLB (the target's linear page still maps
+  // to its physical page); when either fails the stub calls link_exit()
+  // again. Without room for a stub, the exit takes the jump cache path.
   const uint8_t* dest = e->nolink;
-  if ((((c.block_lin ^ prev_lin) | (next->phys ^ from->phys)) & ~0xFFFu) == 0) dest = static_cast<const uint8_t*>(code);
   const uint8_t* const after = jit->rx_ + (e->rel32 - jit->rw_) + 4;
+  if ((((c.block_lin ^ prev_lin) | (next->phys ^ from->phys)) & ~0xFFFu) == 0) {
+    dest = static_cast<const uint8_t*>(code);
+  } else if (e->guard != 0 || jit->size_ - jit->used_ >= kGuardBytes) {
+    if (e->guard == 0) {
+      // The record is read through the RX view; write it through the RW one.
+      auto* const rw_e = reinterpret_cast<JitExit*>(jit->rw_ + (reinterpret_cast<uint8_t*>(e) - jit->rx_));
+      rw_e->guard = static_cast<uint32_t>(jit->used_);
+      jit->used_ += kGuardBytes;
+      if (jit->perf_map_ != nullptr) {
+        fmt::print(jit->perf_map_, "{:x} {:x} jit.guard@{:08x}\n", reinterpret_cast<uintptr_t>(jit->rx_ + e->guard),
+                   kGuardBytes, c.block_lin);
+        std::fflush(jit->perf_map_);
+      }
+    }
+    emit_guard(c, jit->rw_ + e->guard, jit->rx_ + e->guard, c.code_epoch, next->phys & ~0xFFFu,
+               static_cast<const uint8_t*>(code), after);
+    dest = jit->rx_ + e->guard;
+  }
   const auto rel = static_cast<int32_t>(dest - after);
   std::memcpy(e->rel32, &rel, 4);
   return code;

@@ -51,7 +51,7 @@ struct JitExit {
   uint8_t* rel32;         // RW address of the jump's displacement
   const uint8_t* nolink;  // RX address the jump takes when the target cannot be linked
   uint32_t off;           // target EIP - EIP at block entry
-  uint32_t reserved;
+  uint32_t guard;         // offset in the code buffer of its guard stub (link_exit), 0: none yet
 };
 
 /// Counters since creation.
@@ -107,6 +107,26 @@ class Jit {
   /// Best effort: false if the file cannot be opened.
   bool enable_perf_map();
 
+  /// The return-address stack (JIT-PLAN.md §3 stage 2): an inline CALL
+  /// pushes where its return address leads in the code; a RET's exit pops
+  /// the top and, if it is its target and still valid, goes there instead
+  /// of through the jump cache. A ring (overflow drops the oldest entries);
+  /// emptied by reset().
+  struct RasEntry {
+    uint32_t ret_lin;     // linear address of the return address
+    uint32_t epoch;       // Cpu::code_epoch when pushed (any invalidation since: stale)
+    uint32_t phys_page;   // the physical page of ret_lin then
+    uint32_t caller_lin;  // linear address of the calling block's entry
+    const void* code;     // the calling block's continuation (a static exit to ret_lin)
+    uint64_t reserved;
+  };
+  struct Ras {
+    static constexpr uint32_t kEntries = 16;
+    RasEntry entry[kEntries];
+    uint32_t top;  // index of the top entry
+  };
+  Ras* ras() { return &ras_; }
+
   // Called by generated code (see jit.cpp).
   static void* link_exit(Jit* jit, JitExit* exit);
   static void* lookup_exit(Jit* jit, Block* from);
@@ -134,6 +154,7 @@ class Jit {
   bool wants_flush_ = false;
   uint8_t* eh_frame_ = nullptr;  // registered with __register_frame
   std::FILE* perf_map_ = nullptr;  // enable_perf_map()
+  Ras ras_{};
   JitStats stats_;
 };
 
