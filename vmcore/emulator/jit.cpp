@@ -120,14 +120,23 @@ struct InsnCopy {
 /// A guard stub of a cross-page link (Jit::link_exit): with block_lin =
 /// the target's linear address, jump to `target` (RX) if Cpu::code_epoch is
 /// still `epoch` and the TLB maps the target's page to `phys_page`, else to
-/// `fail` (RX: the exit's call of link_exit). Fixed size (kGuardBytes), so
-/// that a relink rewrites it in place.
+/// `fail` (RX: the exit's call of link_exit). Fixed encodings, so that a
+/// relink patches `epoch`, `phys_page` and `target` in place (at the
+/// offsets returned: the ends of their 32-bit fields).
 constexpr size_t kGuardBytes = 96;
-void emit_guard(const Cpu& c, uint8_t* rw, const uint8_t* rx, uint32_t epoch, uint32_t phys_page, const uint8_t* target,
-                const uint8_t* fail) {
+struct GuardLayout {
+  size_t epoch_end, phys_end, target_end;
+};
+GuardLayout emit_guard(const Cpu& c, uint8_t* rw, const uint8_t* rx, uint32_t epoch, uint32_t phys_page,
+                       const uint8_t* target, const uint8_t* fail) {
+  GuardLayout layout;
   Xbyak::CodeGenerator g(kGuardBytes, rw);
   const auto rw_of = [&](const uint8_t* p) { return reinterpret_cast<const void*>(p - (rx - rw)); };
-  g.cmp(g.dword[rbx + off_of(c, c.code_epoch)], epoch);
+  // The immediates go through MOV r32, imm32 (CMP would take an imm8 for
+  // small values, and a patch needs all 32 bits).
+  g.mov(edx, epoch);
+  layout.epoch_end = g.getSize();
+  g.cmp(g.dword[rbx + off_of(c, c.code_epoch)], edx);
   g.jne(rw_of(fail));  // always rel32
   g.mov(eax, g.dword[rbx + off_of(c, c.block_lin)]);
   g.mov(ecx, eax);
@@ -139,10 +148,14 @@ void emit_guard(const Cpu& c, uint8_t* rw, const uint8_t* rx, uint32_t epoch, ui
   g.and_(eax, 0xFFFFF000u);
   g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, read_tag))], eax);
   g.jne(rw_of(fail));  // always rel32
-  g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, phys_page))], phys_page);
+  g.mov(edx, phys_page);
+  layout.phys_end = g.getSize();
+  g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, phys_page))], edx);
   g.jne(rw_of(fail));  // always rel32
   g.jmp(rw_of(target), Xbyak::CodeGenerator::T_NEAR);
+  layout.target_end = g.getSize();
   g.ready();
+  return layout;
 }
 
 /// The sentinel after an instruction copy: returns to the generated code.
@@ -607,6 +620,106 @@ class Compiler : public Xbyak::CodeGenerator {
     jmp(rdx);
   }
 
+  /// eax = EFLAGS with the arithmetic flags computed, as Cpu::flags() (the
+  /// lazy state in Cpu is left as it is).
+  void emit_flags() {
+    if (!known_.valid) {
+      mov(rdi, rbx);
+      call_abs(reinterpret_cast<const void*>(&Jit::flags));
+      return;
+    }
+    if (known_.op == Cpu::kLazyNone) {
+      mov(eax, dword[rbx + o(c_.eflags)]);
+      return;
+    }
+    // Re-execute the producer on the host and take its flags (AF is
+    // undefined after a logic instruction on the host; alu.h makes it 0).
+    host_flags(known_.op, known_.size);
+    pushfq();
+    pop(rax);
+    and_(eax, known_.op == Cpu::kLazyLogic ? kArithFlags & ~kAF : kArithFlags);
+    mov(ecx, dword[rbx + o(c_.eflags)]);
+    and_(ecx, ~kArithFlags);
+    or_(eax, ecx);
+  }
+
+  /// ROL/ROR/SHL/SHR/SAR r32, imm8 as alu.h shift() computes them: a count
+  /// of 0 (mod 32) changes nothing; rotates change only CF and OF (so the
+  /// flags are computed first), shifts set all six (AF = 0) and OF for
+  /// every count. The result: EFLAGS materialized (kLazyNone).
+  bool emit_shift(const Insn& i) {
+    const auto op = static_cast<ShiftOp>(i.aux2);
+    const uint8_t n = static_cast<uint8_t>(i.imm & 0x1F);
+    if (n == 0) return true;
+    const bool rotate = op == ShiftOp::kRol || op == ShiftOp::kRor;
+    if (rotate) emit_flags();  // eax
+    mov(edx, dword[rbx + gpr_off(i.r1)]);
+    switch (op) {
+      case ShiftOp::kRol: rol(edx, n); break;
+      case ShiftOp::kRor: ror(edx, n); break;
+      case ShiftOp::kShl:
+      case ShiftOp::kSal: shl(edx, n); break;
+      case ShiftOp::kShr: shr(edx, n); break;
+      case ShiftOp::kSar: sar(edx, n); break;
+      default: return false;
+    }
+    if (!rotate) {
+      // CF, SF, ZF, PF as the host computed them (CF is defined for counts
+      // below 32); the rest of EFLAGS from Cpu.
+      pushfq();
+      pop(rax);
+      and_(eax, kCF | kPF | kZF | kSF);
+      mov(ecx, dword[rbx + o(c_.eflags)]);
+      and_(ecx, ~kArithFlags);
+      or_(eax, ecx);
+    } else {
+      and_(eax, ~(kCF | kOF));
+    }
+    mov(dword[rbx + gpr_off(i.r1)], edx);
+    // CF (rotates) and OF from the result r.
+    mov(ecx, edx);
+    switch (op) {
+      case ShiftOp::kRol:  // CF = r0, OF = r0 ^ r31
+        and_(ecx, 1);
+        or_(eax, ecx);
+        mov(r8d, edx);
+        shr(r8d, 31);
+        xor_(ecx, r8d);
+        break;
+      case ShiftOp::kRor:  // CF = r31, OF = r31 ^ r30
+        shr(ecx, 31);
+        or_(eax, ecx);
+        mov(r8d, edx);
+        shr(r8d, 30);
+        xor_(ecx, r8d);
+        and_(ecx, 1);
+        break;
+      case ShiftOp::kShl:
+      case ShiftOp::kSal:  // OF = CF ^ r31
+        shr(ecx, 31);
+        mov(r8d, eax);
+        and_(r8d, kCF);
+        xor_(ecx, r8d);
+        break;
+      case ShiftOp::kShr:  // OF = r31 ^ r30
+        mov(r8d, edx);
+        shr(ecx, 31);
+        shr(r8d, 30);
+        xor_(ecx, r8d);
+        and_(ecx, 1);
+        break;
+      default:  // SAR: OF = 0
+        xor_(ecx, ecx);
+        break;
+    }
+    shl(ecx, 11);
+    or_(eax, ecx);
+    mov(dword[rbx + o(c_.eflags)], eax);
+    mov(byte[rbx + o(c_.lazy_op)], Cpu::kLazyNone);
+    known_ = {true, Cpu::kLazyNone, 4};
+    return true;
+  }
+
   /// The inline code of `i` (at `off` from the entry) if its form has one.
   bool emit_inline(const Insn& i, uint32_t off, bool& ended) {
     const auto form = static_cast<unsigned>(i.jit);
@@ -767,10 +880,20 @@ class Compiler : public Xbyak::CodeGenerator {
       }
       case JitForm::kInc32:
       case JitForm::kDec32: {
-        if (!known_.valid) return false;  // CF of an unknown producer: the handler computes it
         const bool inc32 = i.jit == JitForm::kInc32;
         bool store_cf = true;
-        switch (known_.op) {
+        if (!known_.valid) {  // CF of an unknown producer: Cpu::carry()
+          mov(rdi, rbx);
+          call_abs(reinterpret_cast<const void*>(&Jit::carry));
+          mov(edx, eax);
+        }
+        switch (known_.valid ? known_.op : Cpu::kLazyNone) {
+          case Cpu::kLazyNone:
+            if (known_.valid) {
+              mov(edx, dword[rbx + o(c_.eflags)]);
+              and_(edx, kCF);
+            }
+            break;
           case Cpu::kLazyLogic: xor_(edx, edx); break;
           case Cpu::kLazyAdd:
             mov(edx, dword[rbx + o(c_.lazy_a)]);
@@ -842,9 +965,10 @@ class Compiler : public Xbyak::CodeGenerator {
         emit_exit(true, next_off + i.imm);
         ended = true;
         return true;
+      case JitForm::kShift32RI: return emit_shift(i);
       case JitForm::kJccRel32: {
         Label taken;
-        if (known_.valid) {
+        if (known_.valid && known_.op != Cpu::kLazyNone) {
           host_flags(known_.op, known_.size);
           jcc_host(i.aux, taken);
         } else {
@@ -1098,7 +1222,8 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   if ((((c.block_lin ^ prev_lin) | (next->phys ^ from->phys)) & ~0xFFFu) == 0) {
     dest = static_cast<const uint8_t*>(code);
   } else if (e->guard != 0 || jit->size_ - jit->used_ >= kGuardBytes) {
-    if (e->guard == 0) {
+    const bool fresh = e->guard == 0;
+    if (fresh) {
       // The record is read through the RX view; write it through the RW one.
       auto* const rw_e = reinterpret_cast<JitExit*>(jit->rw_ + (reinterpret_cast<uint8_t*>(e) - jit->rx_));
       rw_e->guard = static_cast<uint32_t>(jit->used_);
@@ -1109,9 +1234,20 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
         std::fflush(jit->perf_map_);
       }
     }
-    emit_guard(c, jit->rw_ + e->guard, jit->rx_ + e->guard, c.code_epoch, next->phys & ~0xFFFu,
-               static_cast<const uint8_t*>(code), after);
-    dest = jit->rx_ + e->guard;
+    uint8_t* const rw = jit->rw_ + e->guard;
+    const uint8_t* const rx = jit->rx_ + e->guard;
+    const uint32_t phys_page = next->phys & ~0xFFFu;
+    if (fresh) {
+      const GuardLayout l = emit_guard(c, rw, rx, c.code_epoch, phys_page, static_cast<const uint8_t*>(code), after);
+      jit->guard_layout_ = {l.epoch_end, l.phys_end, l.target_end};  // the same for every stub
+    } else {  // a relink: patch the stub
+      const auto& l = jit->guard_layout_;
+      const auto rel = static_cast<int32_t>(static_cast<const uint8_t*>(code) - (rx + l.target_end));
+      std::memcpy(rw + l.epoch_end - 4, &c.code_epoch, 4);
+      std::memcpy(rw + l.phys_end - 4, &phys_page, 4);
+      std::memcpy(rw + l.target_end - 4, &rel, 4);
+    }
+    dest = rx;
   }
   const auto rel = static_cast<int32_t>(dest - after);
   std::memcpy(e->rel32, &rel, 4);
@@ -1119,6 +1255,8 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
 }
 
 bool Jit::cond(Cpu* cpu, unsigned cc) { return cpu->cond(cc); }
+uint32_t Jit::flags(Cpu* cpu) { return cpu->flags_value(); }
+uint32_t Jit::carry(Cpu* cpu) { return cpu->carry(); }
 
 int32_t Jit::tlb_cur_offset(const Cpu& c) { return off_of(c, c.tlb_cur_); }
 

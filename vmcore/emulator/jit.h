@@ -131,6 +131,8 @@ class Jit {
   static void* link_exit(Jit* jit, JitExit* exit);
   static void* lookup_exit(Jit* jit, Block* from);
   static bool cond(Cpu* cpu, unsigned cc);
+  static uint32_t flags(Cpu* cpu);  // Cpu::flags_value()
+  static uint32_t carry(Cpu* cpu);  // Cpu::carry()
   /// Where Cpu keeps the current TLB table pointer (for the inline lookup).
   static int32_t tlb_cur_offset(const Cpu& c);
 
@@ -155,6 +157,9 @@ class Jit {
   uint8_t* eh_frame_ = nullptr;  // registered with __register_frame
   std::FILE* perf_map_ = nullptr;  // enable_perf_map()
   Ras ras_{};
+  struct {
+    size_t epoch_end, phys_end, target_end;
+  } guard_layout_{};  // where link_exit() patches a guard stub (jit.cpp emit_guard)
   JitStats stats_;
 };
 
