@@ -597,7 +597,7 @@ class JitTransitions : public ::testing::Test {
     EmuMachine m(kRam, options(mode));
     const Program p = load_program("jit");
     m.load(0x100000, p.bytes);
-    CpuState s = m.flat32(p.sym(label));
+    CpuState s = m.flat32(p.sym(label), &p);
     if (paging) {
       write_page_tables(m.ram);
       s.cr0 = 0x80010011;  // PG WP ET PE
@@ -688,6 +688,22 @@ TEST_F(JitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
   });
   EXPECT_EQ(r.state.gpr[kRax], 5u);
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// Single-step (TF) into compiled blocks: the loop runs a block's first
+/// instruction through the Block's handler, which the JIT has replaced
+/// (Jit::enter_compiled); it must run that one instruction only.
+TEST_F(JitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) {
+  const Result r = both("t_single_step");
+  EXPECT_EQ(r.state.gpr[kRax], 23u);
+  EXPECT_GT(r.state.gpr[kRbp], 9u);
+  EXPECT_LT(r.state.gpr[kRbp], 0x100u);
 }
 
 }  // namespace

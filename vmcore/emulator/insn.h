@@ -143,6 +143,11 @@ struct alignas(64) Block {
   // and how many times the loop or an exit has wanted it (compiled at the threshold).
   void* jit_code = nullptr;
   uint32_t jit_hits = 0;
+  /// The first instruction's handler before the JIT replaced it with
+  /// Jit::enter_compiled (so that interpreted blocks chaining here run the
+  /// compiled code), as a byte offset from Jit::enter_compiled (32 bits
+  /// keep Block at two cache lines); 0 while not replaced.
+  int32_t jit_first = 0;
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }

@@ -1146,6 +1146,11 @@ void* Jit::compile(Block* b) {
     return nullptr;
   }
   void* code = rx_ + used_;
+  const intptr_t first = reinterpret_cast<intptr_t>(b->insns()[0].fn) - reinterpret_cast<intptr_t>(&Jit::enter_compiled);
+  if (first == static_cast<int32_t>(first) && first != 0) {
+    b->jit_first = static_cast<int32_t>(first);
+    b->insns()[0].fn = &Jit::enter_compiled;
+  }
   if (perf_map_ != nullptr) {
     const uint32_t lin = cpu_.seg[kCs].base + cpu_.eip;
     const auto& rs = comp.regions;
@@ -1252,6 +1257,16 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   const auto rel = static_cast<int32_t>(dest - after);
   std::memcpy(e->rel32, &rel, 4);
   return code;
+}
+
+void Jit::enter_compiled(Cpu& c, const Insn& i) {
+  const Block* b = c.current_block;
+  if (EMU_UNLIKELY(c.stop_block)) {
+    const auto first = reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first);
+    first(c, i);
+    return;
+  }
+  c.bind.jit->run(b->jit_code);
 }
 
 bool Jit::cond(Cpu* cpu, unsigned cc) { return cpu->cond(cc); }

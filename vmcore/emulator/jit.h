@@ -127,6 +127,13 @@ class Jit {
   };
   Ras* ras() { return &ras_; }
 
+  /// The handler of a compiled block's first instruction in the Block
+  /// (the generated code calls its own copy of the original): an
+  /// interpreted block that chains here (chain.h end_block) runs the
+  /// compiled code, with the contract of the block's first handler; under
+  /// single-step (Cpu::stop_block) it runs the original handler.
+  static void enter_compiled(Cpu& c, const Insn& i);
+
   // Called by generated code (see jit.cpp).
   static void* link_exit(Jit* jit, JitExit* exit);
   static void* lookup_exit(Jit* jit, Block* from);

@@ -10,6 +10,46 @@
 _start:
 	hlt
 
+# Exception handlers (the harness's IDT points vector n at exc_<n>): #DB
+# counts in EBP and returns, anything else halts with the vector in EBP.
+	.macro	EXC n
+	.globl	exc_\n
+exc_\n:
+	movl	$(0x100 + \n), %ebp
+	hlt
+	.endm
+	.irp	n, 0,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+	EXC	\n
+	.endr
+	.globl	exc_1
+exc_1:
+	incl	%ebp
+	iret
+
+# A loop that runs compiled, then again under single-step (TF): each of
+# its instructions must trap alone, as interpreted (EBP = the #DB count).
+	.globl	t_single_step
+t_single_step:
+	xorl	%eax, %eax
+	xorl	%ebp, %ebp
+	xorl	%esi, %esi
+	movl	$20, %ecx
+2:	incl	%eax
+	decl	%ecx
+	jnz	2b
+	testl	%esi, %esi
+	jnz	3f
+	incl	%esi
+	movl	$3, %ecx
+	pushfl
+	orl	$0x100, (%esp)
+	popfl
+	jmp	2b
+3:	pushfl
+	andl	$~0x100, (%esp)
+	popfl
+	hlt
+
 # EAX = 50 * (1 + 2 + ... + 40), EBX = 50 * 40: recursion deeper than the
 # return-address stack (16 entries), so it wraps and its oldest entries miss.
 	.globl	t_ras_calls
