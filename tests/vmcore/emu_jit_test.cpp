@@ -156,6 +156,9 @@ struct Case {
   std::vector<uint8_t> code;
   uint32_t gpr[8];
   uint16_t ds = 0x10;
+  // SS: 0 flat 32-bit; 1 flat but 16-bit (B = 0); 2 limit 0xfff. Both
+  // others make a compiled block's flat-segment check fail at entry.
+  unsigned ss = 0;
 };
 
 uint32_t interesting_address(Gen& g) {
@@ -192,6 +195,10 @@ Case make_case(Gen& g, Kind kind) {
   c.gpr[base] = interesting_address(g);
   c.gpr[index] = g.below(4);
   if (g.below(10) == 0) c.ds = 0x38;  // limit 0xfff
+  if (kind == Kind::kPushPop || kind == Kind::kCall || kind == Kind::kRet) {
+    c.ss = g.below(10) == 0 ? 1 + g.below(2) : 0;
+    if (c.ss != 0) c.gpr[4] = g.below(2) ? 0x800 + 4 * g.below(0x200) : 0x30000 + 4 * g.below(0x10);
+  }
   const unsigned s = g.size();
   const unsigned r1 = g.reg();
   unsigned r2 = g.reg();
@@ -364,6 +371,12 @@ Outcome run_case(EmuMachine& m, const Case& c, uint32_t seed) {
     s.ds.limit = 0xFFF;
     s.ds.g = false;
   }
+  if (c.ss == 1) s.ss.db = false;
+  if (c.ss == 2) {
+    s.ss.selector = 0x38;
+    s.ss.limit = 0xFFF;
+    s.ss.g = false;
+  }
   EXPECT_TRUE(m.engine->set_state(s));
   Outcome o;
   o.result = m.run(4);
@@ -379,7 +392,7 @@ std::string describe(const Case& c) {
   for (uint8_t b : c.code) s += fmt::format(" {:02x}", b);
   s += "; regs";
   for (uint32_t r : c.gpr) s += fmt::format(" {:08x}", r);
-  s += fmt::format("; ds {:#x}", c.ds);
+  s += fmt::format("; ds {:#x}; ss kind {}", c.ds, c.ss);
   return s;
 }
 
@@ -585,7 +598,7 @@ namespace {
 /// compiled (threshold 0, so its first runs already link and push on the
 /// return-address stack); the registers, EIP and instructions retired must
 /// be identical, and the registers what the snippet computes.
-class JitTransitions : public ::testing::Test {
+class EmuJitTransitions : public ::testing::Test {
  protected:
   struct Result {
     CpuState state;
@@ -630,25 +643,25 @@ class JitTransitions : public ::testing::Test {
   }
 };
 
-TEST_F(JitTransitions, DeepRecursionWrapsTheReturnAddressStack) {
+TEST_F(EmuJitTransitions, DeepRecursionWrapsTheReturnAddressStack) {
   const Result r = both("t_ras_calls");
   EXPECT_EQ(r.state.gpr[kRax], 50u * (40u * 41u / 2u));
   EXPECT_EQ(r.state.gpr[kRbx], 50u * 40u);
 }
 
-TEST_F(JitTransitions, ARetToAnotherAddressIgnoresTheReturnAddressStack) {
+TEST_F(EmuJitTransitions, ARetToAnotherAddressIgnoresTheReturnAddressStack) {
   const Result r = both("t_ras_fake_return");
   EXPECT_EQ(r.state.gpr[kRax], 0u);
   EXPECT_EQ(r.state.gpr[kRcx], 20u);
 }
 
-TEST_F(JitTransitions, ARetAfterTheCalleeRewroteTheReturnSiteRunsTheNewCode) {
+TEST_F(EmuJitTransitions, ARetAfterTheCalleeRewroteTheReturnSiteRunsTheNewCode) {
   const Result r = both("t_ras_smc");
   EXPECT_EQ(r.state.gpr[kRax], 5u);
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
-TEST_F(JitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage) {
+TEST_F(EmuJitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage) {
   const Program p = load_program("jit");
   const uint32_t page = p.sym("t_ras_remap"), copy = p.sym("remap_copy");
   ASSERT_EQ(page & 0xFFFu, 0u);
@@ -669,13 +682,13 @@ TEST_F(JitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage) {
 namespace twoostwo::vmcore::emutest {
 namespace {
 
-TEST_F(JitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
+TEST_F(EmuJitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
   const Result r = both("t_xlink_smc");
   EXPECT_EQ(r.state.gpr[kRax], 5u);
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
-TEST_F(JitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
+TEST_F(EmuJitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
   const Program p = load_program("jit");
   const uint32_t page = p.sym("xremap_page"), copy = p.sym("xremap_copy");
   ASSERT_EQ(page & 0xFFFu, 0u);
@@ -699,11 +712,23 @@ namespace {
 /// Single-step (TF) into compiled blocks: the loop runs a block's first
 /// instruction through the Block's handler, which the JIT has replaced
 /// (Jit::enter_compiled); it must run that one instruction only.
-TEST_F(JitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) {
+TEST_F(EmuJitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) {
   const Result r = both("t_single_step");
   EXPECT_EQ(r.state.gpr[kRax], 23u);
   EXPECT_GT(r.state.gpr[kRbp], 9u);
   EXPECT_LT(r.state.gpr[kRbp], 0x100u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+TEST_F(EmuJitTransitions, ABlockCompiledWithAFlatSegmentChecksTheLimitOnceItIsNot) {
+  const Result r = both("t_flat_then_not");
+  EXPECT_EQ(r.state.gpr[kRbp], 0x100u + 13u);  // #GP on the last read
+  EXPECT_EQ(r.state.gpr[kRbx], 3u);            // three reads completed
 }
 
 }  // namespace

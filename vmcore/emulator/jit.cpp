@@ -187,6 +187,7 @@ class Compiler : public Xbyak::CodeGenerator {
     mov(byte[rbx + o(c_.irq_shadow)], 0);
     mov(r12d, dword[rbx + o(c_.eip)]);
     mov(dword[rbx + o(c_.block_eip)], r12d);
+    emit_flat_guard();
     region("body");
     uint32_t off = 0;
     bool eip_exact = true;  // c.eip == entry + off
@@ -241,6 +242,21 @@ class Compiler : public Xbyak::CodeGenerator {
       L(k.label);
       emit_link(k.off);
       emit_jump_cache();
+    }
+    if (flat_rd_ | flat_wr_) {
+      // Not flat after all: the whole block by its handlers, in the Block
+      // (Jit::interpret), then the exit of a block-ending handler.
+      region("slow");
+      L(nonflat_);
+      mov(rdi, rbx);
+      mov(rsi, reinterpret_cast<uint64_t>(&b_));
+      call_abs(reinterpret_cast<const void*>(&Jit::interpret));
+      cmp(byte[rbx + o(c_.stop_block)], 0);
+      jne(stop_, kNear);
+      cmp(byte[rbx + o(c_.jit_chain)], 0);
+      je(stop_, kNear);
+      mov(byte[rbx + o(c_.jit_chain)], 0);
+      emit_exit(false, 0);
     }
     // Shared tails of the exits.
     region("tail");
@@ -383,15 +399,22 @@ class Compiler : public Xbyak::CodeGenerator {
   /// Offset in eax (segment `sr`): the checks of Cpu::read/write and the
   /// TLB hit test of read_lin/write_lin; any miss jumps to `slow`. Leaves
   /// the linear address in eax and the host addend in r11.
+  /// In a block whose entry checked that `sr` is flat (flat_rd_/flat_wr_)
+  /// the segment check and base are left out: offsets are linear
+  /// addresses, and an access that wraps at 4 GiB (a limit violation)
+  /// misses the TLB test, whose tag is never page 0 at the index of page
+  /// 0xFFFFF, so it goes to the handler too.
   void emit_access(unsigned sr, unsigned size, bool write, Label& slow) {
     const SegmentCache& s = c_.seg[sr];
-    cmp(eax, dword[rbx + o(write ? s.wr_lo : s.rd_lo)]);
-    jb(slow, kNear);
-    lea(rdx, ptr[rax + (size - 1)]);
-    mov(ecx, dword[rbx + o(write ? s.wr_hi : s.rd_hi)]);
-    cmp(rdx, rcx);
-    ja(slow, kNear);
-    add(eax, dword[rbx + o(s.base)]);
+    if ((((write ? flat_wr_ : flat_rd_) >> sr) & 1) == 0) {
+      cmp(eax, dword[rbx + o(write ? s.wr_lo : s.rd_lo)]);
+      jb(slow, kNear);
+      lea(rdx, ptr[rax + (size - 1)]);
+      mov(ecx, dword[rbx + o(write ? s.wr_hi : s.rd_hi)]);
+      cmp(rdx, rcx);
+      ja(slow, kNear);
+      add(eax, dword[rbx + o(s.base)]);
+    }
     mov(ecx, eax);
     shr(ecx, 12);
     and_(ecx, kTlbEntries - 1);
@@ -720,6 +743,90 @@ class Compiler : public Xbyak::CodeGenerator {
     return true;
   }
 
+  /// The segments (bit per SegReg) the inline forms of `i` read and write.
+  static void segments_used(const Insn& i, unsigned& rd, unsigned& wr) {
+    const auto form = static_cast<unsigned>(i.jit);
+    const unsigned seg = 1u << i.seg;
+    if (form >= static_cast<unsigned>(JitForm::kAluFirst) && form <= static_cast<unsigned>(JitForm::kAluLast)) {
+      const auto ops = static_cast<JitOperands>((form - static_cast<unsigned>(JitForm::kAluFirst)) >> 3);
+      if (ops == JitOperands::kRM) rd |= seg;
+      if (ops == JitOperands::kMR || ops == JitOperands::kMI) {
+        if (static_cast<AluOp>(form & 7) == AluOp::kCmp) rd |= seg;
+        else wr |= seg;  // read_for_write: the write range alone
+      }
+      return;
+    }
+    if (form >= static_cast<unsigned>(JitForm::kTestFirst) && form <= static_cast<unsigned>(JitForm::kTestLast)) {
+      const auto ops = static_cast<JitOperands>(form - static_cast<unsigned>(JitForm::kTestFirst));
+      if (ops == JitOperands::kMR || ops == JitOperands::kMI) rd |= seg;
+      return;
+    }
+    switch (i.jit) {
+      case JitForm::kMovRM:
+      case JitForm::kMovzxM8:
+      case JitForm::kMovzxM16:
+      case JitForm::kMovsxM8:
+      case JitForm::kMovsxM16: rd |= seg; break;
+      case JitForm::kMovMR:
+      case JitForm::kMovMI: wr |= seg; break;
+      case JitForm::kPush32:
+      case JitForm::kCallRel32: wr |= 1u << kSs; break;
+      case JitForm::kPop32:
+      case JitForm::kRet32: rd |= 1u << kSs; break;
+      default: break;
+    }
+  }
+
+  /// Flat segments (JIT-PLAN.md §3 stage 2): if the segments among DS, ES
+  /// and SS that the block's inline forms use are flat now (base 0, the
+  /// whole 4 GiB readable, and writable where written; SS also 32-bit),
+  /// compile their accesses without the segment check, and check at entry
+  /// that they still are; if not, the block runs by its handlers
+  /// (nonflat_). FS and GS (Linux's per-CPU and TLS segments) keep the
+  /// check in every access.
+  void emit_flat_guard() {
+    unsigned rd = 0, wr = 0;
+    for (uint32_t k = 0; k < b_.count; ++k) segments_used(b_.insns()[k], rd, wr);
+    const unsigned candidates = (1u << kDs) | (1u << kEs) | (1u << kSs);
+    rd &= candidates;
+    wr &= candidates;
+    auto whole = [](uint32_t lo, uint32_t hi) { return lo == 0 && hi == 0xFFFFFFFFu; };
+    for (unsigned sr : {kDs, kEs, kSs}) {
+      const SegmentCache& s = c_.seg[sr];
+      const bool flat = s.base == 0 && (!((rd >> sr) & 1) || whole(s.rd_lo, s.rd_hi)) &&
+                        (!((wr >> sr) & 1) || whole(s.wr_lo, s.wr_hi)) && (sr != kSs || s.db);
+      if (!flat) {
+        rd &= ~(1u << sr);
+        wr &= ~(1u << sr);
+      }
+    }
+    if ((rd | wr) == 0) return;
+    static_assert(sizeof(SegmentCache::rd_lo) == 4 && sizeof(SegmentCache::wr_lo) == 4);
+    mov(r8, uint64_t{0xFFFFFFFF00000000u});  // lo = 0, hi = 0xFFFFFFFF
+    for (unsigned sr : {kDs, kEs, kSs}) {
+      const SegmentCache& s = c_.seg[sr];
+      if (!(((rd | wr) >> sr) & 1)) continue;
+      cmp(dword[rbx + o(s.base)], 0);
+      jne(nonflat_, kNear);
+      if ((rd >> sr) & 1) {
+        static_assert(offsetof(SegmentCache, rd_hi) == offsetof(SegmentCache, rd_lo) + 4);
+        cmp(qword[rbx + o(s.rd_lo)], r8);
+        jne(nonflat_, kNear);
+      }
+      if ((wr >> sr) & 1) {
+        static_assert(offsetof(SegmentCache, wr_hi) == offsetof(SegmentCache, wr_lo) + 4);
+        cmp(qword[rbx + o(s.wr_lo)], r8);
+        jne(nonflat_, kNear);
+      }
+      if (sr == kSs) {
+        cmp(byte[rbx + o(s.db)], 0);
+        je(nonflat_, kNear);
+      }
+    }
+    flat_rd_ = rd;
+    flat_wr_ = wr;
+  }
+
   /// The inline code of `i` (at `off` from the entry) if its form has one.
   bool emit_inline(const Insn& i, uint32_t off, bool& ended) {
     const auto form = static_cast<unsigned>(i.jit);
@@ -926,8 +1033,10 @@ class Compiler : public Xbyak::CodeGenerator {
         const bool push = i.jit == JitForm::kPush32 || i.jit == JitForm::kCallRel32;
         const bool branch = i.jit == JitForm::kCallRel32 || i.jit == JitForm::kRet32;
         Slow& s = new_slow(i, off, branch);
-        cmp(byte[rbx + o(c_.seg[kSs].db)], 0);  // a 16-bit stack: the handler
-        je(s.entry, kNear);
+        if (((flat_rd_ | flat_wr_) & (1u << kSs)) == 0) {  // else the entry checked SS.B
+          cmp(byte[rbx + o(c_.seg[kSs].db)], 0);  // a 16-bit stack: the handler
+          je(s.entry, kNear);
+        }
         mov(eax, dword[rbx + gpr_off(4 * kEsp)]);
         if (push) sub(eax, 4);
         emit_access(kSs, 4, push, s.entry);
@@ -998,7 +1107,8 @@ class Compiler : public Xbyak::CodeGenerator {
   Jit* jit_;
   Known known_;
   const char* region_ = nullptr;
-  Label stop_, to_loop_, miss_;
+  unsigned flat_rd_ = 0, flat_wr_ = 0;  // segments (bits) checked flat at entry (emit_flat_guard)
+  Label stop_, to_loop_, miss_, nonflat_;
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
   std::vector<ExitData> exits_;
   std::vector<InsnCopy> copies_;  // by instruction index
@@ -1257,6 +1367,14 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   const auto rel = static_cast<int32_t>(dest - after);
   std::memcpy(e->rel32, &rel, 4);
   return code;
+}
+
+void Jit::interpret(Cpu* c, Block* b) {
+  const Insn& f = b->insns()[0];
+  const Handler first = b->jit_first != 0
+                            ? reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first)
+                            : f.fn;
+  first(*c, f);
 }
 
 void Jit::enter_compiled(Cpu& c, const Insn& i) {

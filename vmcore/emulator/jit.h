@@ -140,6 +140,10 @@ class Jit {
   static bool cond(Cpu* cpu, unsigned cc);
   static uint32_t flags(Cpu* cpu);  // Cpu::flags_value()
   static uint32_t carry(Cpu* cpu);  // Cpu::carry()
+  /// Run block `b` (entered, EIP at its start) by the handlers in the
+  /// Block, as the interpreter does, with Cpu::in_jit set: its last
+  /// handler's end_block() sets Cpu::jit_chain.
+  static void interpret(Cpu* cpu, Block* b);
   /// Where Cpu keeps the current TLB table pointer (for the inline lookup).
   static int32_t tlb_cur_offset(const Cpu& c);
 

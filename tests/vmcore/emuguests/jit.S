@@ -199,3 +199,27 @@ xremap:
 	.globl	xremap_copy
 xremap_copy:
 	.space	4096
+
+# A block compiled while DS is flat runs again after DS was loaded with a
+# 4 KiB segment (the harness's selector 0x38): its accesses must check the
+# limit again. The last call reads past the limit, from a page the TLB
+# holds: #GP (EBP = 0x10d).
+	.balign	4096
+	.globl	t_flat_then_not
+t_flat_then_not:
+	xorl	%eax, %eax
+	movl	$0x2000, %esi
+	call	flat_read
+	call	flat_read
+	movw	$0x38, %cx
+	movw	%cx, %ds
+	movl	$0x800, %esi
+	call	flat_read
+	movl	$0x2000, %esi
+	call	flat_read
+	hlt
+flat_read:
+	movl	(%esi), %edx
+	addl	%edx, %eax
+	incl	%ebx
+	ret
