@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "vmcore/emulator/alu.h"
@@ -165,7 +166,12 @@ struct ExitData {
   Label label;
   JitExit exit;
   size_t rel32_pos;   // in the block's code
-  Label nolink;
+  Label nolink, helper;
+};
+
+/// The out-of-line part of an exit's checks (a pending interrupt: is IF set?).
+struct ColdExit {
+  Label irq, go;
 };
 
 class Compiler : public Xbyak::CodeGenerator {
@@ -241,7 +247,6 @@ class Compiler : public Xbyak::CodeGenerator {
     for (Cont& k : conts_) {
       L(k.label);
       emit_link(k.off);
-      emit_jump_cache();
     }
     if (flat_rd_ | flat_wr_) {
       // Not flat after all: the whole block by its handlers, in the Block
@@ -258,6 +263,30 @@ class Compiler : public Xbyak::CodeGenerator {
       mov(byte[rbx + o(c_.jit_chain)], 0);
       emit_exit(false, 0);
     }
+    // The exits' cold paths: before a link, a pending interrupt. Then the
+    // block's jump cache lookup, shared by its exits.
+    region("tail");
+    for (ExitData& e : exits_) {
+      L(e.helper);
+      lea(rsi, ptr[rip + e.label]);
+      mov(rdi, reinterpret_cast<uint64_t>(jit_));
+      call_abs(reinterpret_cast<const void*>(&Jit::link_exit));
+      test(rax, rax);
+      jz(stop_, kNear);
+      jmp(rax);
+      L(e.nolink);
+      sub(dword[rbx + o(c_.block_lin)], e.exit.off);
+      jmp(jc_, kNear);
+    }
+    for (ColdExit& k : cold_) {
+      L(k.irq);
+      test(dword[rbx + o(c_.eflags)], kIF);
+      jz(k.go, kNear);
+      jmp(to_loop_, kNear);
+    }
+    region("jc");
+    L(jc_);
+    emit_jump_cache();
     // Shared tails of the exits.
     region("tail");
     L(to_loop_);  // as end_block(): counted, current_block null, chain_from this block
@@ -295,11 +324,12 @@ class Compiler : public Xbyak::CodeGenerator {
       for (size_t n = 0; n < sizeof(JitExit); ++n) db(p[n]);
     }
     ready();
-    // nolink addresses are known now (labels resolved).
+    // nolink and helper addresses are known now (labels resolved).
     for (ExitData& e : exits_) {
       const size_t rec = label_offset(e.label);
       JitExit* x = reinterpret_cast<JitExit*>(rw_ + rec);
       x->nolink = rx_ + label_offset(e.nolink);
+      x->helper = rx_ + label_offset(e.helper);
     }
   }
 
@@ -479,8 +509,12 @@ class Compiler : public Xbyak::CodeGenerator {
   /// The block's end after c.eip is set: count it, leave for the loop if
   /// anything needs it, else go on to the next block (a patched jump when
   /// `static_target`, `off` = target EIP - entry EIP; else the jump cache).
+  /// Only the checks and the linked jump are inline; the rest (link
+  /// helper, jump cache, interrupt check) is out of line at the block's
+  /// end, so that the hot paths of consecutive blocks stay dense.
   void emit_exit(bool static_target, uint32_t off, bool ret = false) {
-    Label irq, go, jc;
+    cold_.emplace_back();
+    ColdExit& k = cold_.back();
     const char* const outer = region_;
     region("exit");
     mov(rax, qword[rbx + o(c_.icount)]);
@@ -493,47 +527,32 @@ class Compiler : public Xbyak::CodeGenerator {
     test(dword[rbx + o(c_.eflags)], kTF);
     jnz(to_loop_, kNear);
     cmp(byte[rbx + o(c_.irq_hint)], 0);
-    jne(irq, kNear);
-    L(go);
+    jne(k.irq, kNear);
+    L(k.go);
     inc(qword[rbx + o(c_.blocks_chained)]);
     // Links and the inline jump cache skip block_may_run()'s CS limit check.
     cmp(dword[rbx + o(c_.seg[kCs].limit)], 0xFFFFFFFFu);
     jne(miss_, kNear);
-    if (static_target) emit_link(off);
-    if (ret) emit_ras_pop(jc);
-    L(jc);
-    region("jc");
-    emit_jump_cache();
-    region("exit");
-    L(irq);
-    test(dword[rbx + o(c_.eflags)], kIF);
-    jz(go, kNear);
-    jmp(to_loop_, kNear);
+    if (static_target) {
+      emit_link(off);
+    } else {
+      if (ret) emit_ras_pop(jc_);
+      jmp(jc_, kNear);
+    }
     region(outer);
   }
 
   /// The static part of an exit to entry + `off` (block_lin is this block's
-  /// entry): a jump that link_exit() patches to the target's code, or
-  /// (fall through) on to the jump cache with block_lin unchanged.
+  /// entry): a jump (rel32) to the exit's call of link_exit() at the
+  /// block's end, which patches it to the target's code or its guard
+  /// (or to nolink: block_lin back, on to the jump cache).
   void emit_link(uint32_t off) {
-    {
-      exits_.push_back(ExitData{});
-      ExitData& e = exits_.back();
-      e.exit = JitExit{&b_, nullptr, nullptr, off, 0};
-      add(dword[rbx + o(c_.block_lin)], off);
-      db(0xE9);  // jmp rel32: to the link helper below until link_exit() patches it
-      dd(0);
-      e.rel32_pos = getSize() - 4;
-      // rel32 = 0: falls through to the helper call.
-      lea(rsi, ptr[rip + e.label]);
-      mov(rdi, reinterpret_cast<uint64_t>(jit_));
-      call_abs(reinterpret_cast<const void*>(&Jit::link_exit));
-      test(rax, rax);
-      jz(stop_, kNear);
-      jmp(rax);
-      L(e.nolink);
-      sub(dword[rbx + o(c_.block_lin)], off);
-    }
+    exits_.emplace_back();
+    ExitData& e = exits_.back();
+    e.exit = JitExit{&b_, nullptr, nullptr, nullptr, off, 0};
+    add(dword[rbx + o(c_.block_lin)], off);
+    jmp(e.helper, kNear);  // E9 rel32
+    e.rel32_pos = getSize() - 4;
   }
 
   /// A RET's exit, after the checks: if the top of the return-address
@@ -1108,9 +1127,10 @@ class Compiler : public Xbyak::CodeGenerator {
   Known known_;
   const char* region_ = nullptr;
   unsigned flat_rd_ = 0, flat_wr_ = 0;  // segments (bits) checked flat at entry (emit_flat_guard)
-  Label stop_, to_loop_, miss_, nonflat_;
+  Label stop_, to_loop_, miss_, nonflat_, jc_;
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
-  std::vector<ExitData> exits_;
+  std::deque<ExitData> exits_;  // deques: Labels must not move once used
+  std::deque<ColdExit> cold_;
   std::vector<InsnCopy> copies_;  // by instruction index
   struct Cont {
     Label label;
@@ -1121,7 +1141,6 @@ class Compiler : public Xbyak::CodeGenerator {
  public:
   void reserve(size_t n) {
     slows_.reserve(n);
-    exits_.reserve(3 * n + 2);
     conts_.reserve(n);
     copies_.resize(n);  // one per instruction (n = the block's count)
   }
@@ -1333,7 +1352,7 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   // to its physical page); when either fails the stub calls link_exit()
   // again. Without room for a stub, the exit takes the jump cache path.
   const uint8_t* dest = e->nolink;
-  const uint8_t* const after = jit->rx_ + (e->rel32 - jit->rw_) + 4;
+  const uint8_t* const after = jit->rx_ + (e->rel32 - jit->rw_) + 4;  // the end of the patched jump
   if ((((c.block_lin ^ prev_lin) | (next->phys ^ from->phys)) & ~0xFFFu) == 0) {
     dest = static_cast<const uint8_t*>(code);
   } else if (e->guard != 0 || jit->size_ - jit->used_ >= kGuardBytes) {
@@ -1353,7 +1372,7 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
     const uint8_t* const rx = jit->rx_ + e->guard;
     const uint32_t phys_page = next->phys & ~0xFFFu;
     if (fresh) {
-      const GuardLayout l = emit_guard(c, rw, rx, c.code_epoch, phys_page, static_cast<const uint8_t*>(code), after);
+      const GuardLayout l = emit_guard(c, rw, rx, c.code_epoch, phys_page, static_cast<const uint8_t*>(code), e->helper);
       jit->guard_layout_ = {l.epoch_end, l.phys_end, l.target_end};  // the same for every stub
     } else {  // a relink: patch the stub
       const auto& l = jit->guard_layout_;

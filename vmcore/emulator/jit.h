@@ -50,6 +50,7 @@ struct JitExit {
   Block* from;
   uint8_t* rel32;         // RW address of the jump's displacement
   const uint8_t* nolink;  // RX address the jump takes when the target cannot be linked
+  const uint8_t* helper;  // RX address of the exit's call of link_exit() (the jump's first target)
   uint32_t off;           // target EIP - EIP at block entry
   uint32_t guard;         // offset in the code buffer of its guard stub (link_exit), 0: none yet
 };
