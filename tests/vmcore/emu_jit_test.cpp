@@ -303,7 +303,31 @@ Case make_case(Gen& g, Kind kind) {
       if (g.below(2)) e.u8((g.below(2) ? 0x40 : 0x48) + r2);  // after a known INC/DEC
       break;
     case Kind::kPushPop:
-      for (unsigned k = 0, n = 1 + g.below(3); k < n; ++k) e.u8((g.below(2) ? 0x50 : 0x58) + g.below(8));
+      for (unsigned k = 0, n = 1 + g.below(3); k < n; ++k) {
+        switch (g.below(4)) {
+          case 0: e.u8(0x50 + g.below(8)); break;  // PUSH r32
+          case 1: e.u8(0x58 + g.below(8)); break;  // POP r32
+          case 2:                                   // PUSH imm32 / imm8
+            if (g.below(2)) {
+              e.u8(0x68);
+              e.u32(g.r32());
+            } else {
+              e.u8(0x6A);
+              e.u8(g.r32());
+            }
+            break;
+          default:  // PUSH m32 (maybe [esp + disp])
+            e.u8(0xFF);
+            if (g.below(4) == 0) {
+              e.u8(0x74);
+              e.u8(0x24);
+              e.u8(4 * g.below(4));
+            } else {
+              g.modrm_mem(e, 6, base, index);
+            }
+            break;
+        }
+      }
       break;
     case Kind::kCall:
       e.u8(0xE8);

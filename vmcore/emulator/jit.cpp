@@ -788,7 +788,9 @@ class Compiler : public Xbyak::CodeGenerator {
       case JitForm::kMovsxM16: rd |= seg; break;
       case JitForm::kMovMR:
       case JitForm::kMovMI: wr |= seg; break;
+      case JitForm::kPushM32: rd |= seg; wr |= 1u << kSs; break;
       case JitForm::kPush32:
+      case JitForm::kPushI32:
       case JitForm::kCallRel32: wr |= 1u << kSs; break;
       case JitForm::kPop32:
       case JitForm::kRet32: rd |= 1u << kSs; break;
@@ -1046,12 +1048,18 @@ class Compiler : public Xbyak::CodeGenerator {
         return true;
       }
       case JitForm::kPush32:
+      case JitForm::kPushI32:
+      case JitForm::kPushM32:
       case JitForm::kPop32:
       case JitForm::kCallRel32:
       case JitForm::kRet32: {
-        const bool push = i.jit == JitForm::kPush32 || i.jit == JitForm::kCallRel32;
         const bool branch = i.jit == JitForm::kCallRel32 || i.jit == JitForm::kRet32;
+        const bool push = !branch ? i.jit != JitForm::kPop32 : i.jit == JitForm::kCallRel32;
         Slow& s = new_slow(i, off, branch);
+        if (i.jit == JitForm::kPushM32) {  // the operand first (its EA sees the old ESP), then the stack
+          emit_mem(i, 4, false, s.entry);
+          mov(r9d, dword[r11 + rax]);
+        }
         if (((flat_rd_ | flat_wr_) & (1u << kSs)) == 0) {  // else the entry checked SS.B
           cmp(byte[rbx + o(c_.seg[kSs].db)], 0);  // a 16-bit stack: the handler
           je(s.entry, kNear);
@@ -1062,6 +1070,12 @@ class Compiler : public Xbyak::CodeGenerator {
         if (i.jit == JitForm::kPush32) {
           mov(edx, dword[rbx + gpr_off(i.r1)]);
           mov(dword[r11 + rax], edx);
+          sub(dword[rbx + gpr_off(4 * kEsp)], 4);
+        } else if (i.jit == JitForm::kPushI32) {
+          mov(dword[r11 + rax], i.imm);
+          sub(dword[rbx + gpr_off(4 * kEsp)], 4);
+        } else if (i.jit == JitForm::kPushM32) {
+          mov(dword[r11 + rax], r9d);
           sub(dword[rbx + gpr_off(4 * kEsp)], 4);
         } else if (i.jit == JitForm::kCallRel32) {
           lea(edx, ptr[r12 + static_cast<int32_t>(next_off)]);
