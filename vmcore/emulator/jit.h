@@ -1,5 +1,5 @@
-// The emulator's JIT (stage 1 of JIT-PLAN.md): a template compiler of the
-// interpreter's own Blocks into host x86-64 code.
+// The emulator's JIT (stages 1 and 2 of JIT-PLAN.md): a template compiler
+// of the interpreter's own Blocks into host x86-64 code.
 //
 // What is compiled: cached blocks (Block::cached, no second page) decoded in
 // 32-bit protected mode, once the loop or an exit has wanted them
@@ -10,7 +10,9 @@
 // Generated code (rbx = Cpu*, r12d = EIP at block entry):
 // - the forms of JitForm (insn.h) inline: guest registers and lazy flags are
 //   read and written in Cpu as the handlers do; memory goes through the
-//   segment check and the TLB inline, and any miss (TLB, segment limit, a
+//   segment check (left out for DS/ES/SS when they were flat at compile
+//   time and still are at entry; else the block runs by its handlers,
+//   Jit::interpret) and the TLB inline, and any miss (TLB, segment limit, a
 //   write to a code page — which never has a write tag — or MMIO) calls the
 //   instruction's handler instead, after storing EIP. Inline code cannot
 //   fault, so faults are precise: they are the handlers' CpuExceptions,
@@ -23,8 +25,14 @@
 //   the loop).
 // - the block end: the checks of end_block() (slice end, kick, TF, a
 //   pending interrupt with IF), then a patched direct jump to the next
-//   block's code when the target is static and in the same linear and
-//   physical page, else the jump cache inline, else a helper.
+//   block's code when the target is static: straight to it in the same
+//   linear and physical page, else through a guard stub (code epoch and TLB
+//   checked); a RET through the return-address stack (Ras) that inline
+//   CALLs push; else the block's jump cache lookup, else a helper. Only
+//   the checks and the linked jump are inline: the rest is out of line at
+//   the block's end.
+// - interpreted blocks that chain into a compiled one enter its code: the
+//   Block's first handler becomes Jit::enter_compiled.
 //
 // Memory: one memfd of `cache_bytes` mapped twice (RW for the emitter and
 // link patching, RX to run; a single RWX mapping if that fails), bump
