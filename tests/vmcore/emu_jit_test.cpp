@@ -9,11 +9,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "tests/vmcore/emu_harness.h"
@@ -144,13 +149,16 @@ class Gen {
   std::mt19937 rng_;
 };
 
-enum class Kind { kAlu, kTest, kMov, kLea, kMovx, kIncDec, kPushPop, kCall, kRet, kJmp, kJcc };
+enum class Kind { kAlu, kTest, kMov, kLea, kMovx, kIncDec, kPushPop, kCall, kRet, kJmp, kJcc, kShift };
 
 /// One case: the program at kCode, the registers to start with.
 struct Case {
   std::vector<uint8_t> code;
   uint32_t gpr[8];
   uint16_t ds = 0x10;
+  // SS: 0 flat 32-bit; 1 flat but 16-bit (B = 0); 2 limit 0xfff. Both
+  // others make a compiled block's flat-segment check fail at entry.
+  unsigned ss = 0;
 };
 
 uint32_t interesting_address(Gen& g) {
@@ -173,12 +181,24 @@ Case make_case(Gen& g, Kind kind) {
   if (g.below(8) == 0) c.gpr[4] = 2;  // pushes wrap below 0
   Emitter e;
   if (g.below(4) != 0) g.producer(e);
+  if (kind == Kind::kShift || kind == Kind::kIncDec) {
+    // Sometimes in the block before: the form then starts a block whose
+    // flag producer the compiler does not know.
+    if (g.below(3) == 0) {
+      e.u8(0xE9);
+      e.u32(0);
+    }
+  }
   const unsigned base = g.reg();
   unsigned index = g.reg();
   while (index == base) index = g.reg();
   c.gpr[base] = interesting_address(g);
   c.gpr[index] = g.below(4);
   if (g.below(10) == 0) c.ds = 0x38;  // limit 0xfff
+  if (kind == Kind::kPushPop || kind == Kind::kCall || kind == Kind::kRet) {
+    c.ss = g.below(10) == 0 ? 1 + g.below(2) : 0;
+    if (c.ss != 0) c.gpr[4] = g.below(2) ? 0x800 + 4 * g.below(0x200) : 0x30000 + 4 * g.below(0x10);
+  }
   const unsigned s = g.size();
   const unsigned r1 = g.reg();
   unsigned r2 = g.reg();
@@ -283,7 +303,31 @@ Case make_case(Gen& g, Kind kind) {
       if (g.below(2)) e.u8((g.below(2) ? 0x40 : 0x48) + r2);  // after a known INC/DEC
       break;
     case Kind::kPushPop:
-      for (unsigned k = 0, n = 1 + g.below(3); k < n; ++k) e.u8((g.below(2) ? 0x50 : 0x58) + g.below(8));
+      for (unsigned k = 0, n = 1 + g.below(3); k < n; ++k) {
+        switch (g.below(4)) {
+          case 0: e.u8(0x50 + g.below(8)); break;  // PUSH r32
+          case 1: e.u8(0x58 + g.below(8)); break;  // POP r32
+          case 2:                                   // PUSH imm32 / imm8
+            if (g.below(2)) {
+              e.u8(0x68);
+              e.u32(g.r32());
+            } else {
+              e.u8(0x6A);
+              e.u8(g.r32());
+            }
+            break;
+          default:  // PUSH m32 (maybe [esp + disp])
+            e.u8(0xFF);
+            if (g.below(4) == 0) {
+              e.u8(0x74);
+              e.u8(0x24);
+              e.u8(4 * g.below(4));
+            } else {
+              g.modrm_mem(e, 6, base, index);
+            }
+            break;
+        }
+      }
       break;
     case Kind::kCall:
       e.u8(0xE8);
@@ -298,6 +342,21 @@ Case make_case(Gen& g, Kind kind) {
       break;
     case Kind::kJcc:
       break;  // the Jcc below
+    case Kind::kShift: {
+      // ROL ROR SHL SHR SAR (and RCL, compiled as a handler call) r/m32 by
+      // imm8 (0, 1, 31, 32 or any), then maybe another one or an INC.
+      static constexpr unsigned kDigits[] = {0, 1, 4, 5, 7, 2};
+      static constexpr unsigned kCounts[] = {0, 1, 31, 32, 33};
+      for (unsigned k = 0, n = 1 + g.below(2); k < n; ++k) {
+        const unsigned digit = kDigits[g.below(6)];
+        e.u8(0xC1);
+        if (g.below(8) == 0) g.modrm_mem(e, digit, base, index);
+        else e.u8(0xC0 | (digit << 3) | (k == 0 ? r1 : r2));
+        e.u8(g.below(2) ? kCounts[g.below(5)] : g.r32() & 0xFF);
+      }
+      if (g.below(3) == 0) e.u8(0x40 + r2);  // INC after materialized flags
+      break;
+    }
   }
   // A Jcc on the flags the form left, then two HLTs (taken: the second).
   e.u8(0x0F);
@@ -336,6 +395,12 @@ Outcome run_case(EmuMachine& m, const Case& c, uint32_t seed) {
     s.ds.limit = 0xFFF;
     s.ds.g = false;
   }
+  if (c.ss == 1) s.ss.db = false;
+  if (c.ss == 2) {
+    s.ss.selector = 0x38;
+    s.ss.limit = 0xFFF;
+    s.ss.g = false;
+  }
   EXPECT_TRUE(m.engine->set_state(s));
   Outcome o;
   o.result = m.run(4);
@@ -351,7 +416,7 @@ std::string describe(const Case& c) {
   for (uint8_t b : c.code) s += fmt::format(" {:02x}", b);
   s += "; regs";
   for (uint32_t r : c.gpr) s += fmt::format(" {:08x}", r);
-  s += fmt::format("; ds {:#x}", c.ds);
+  s += fmt::format("; ds {:#x}; ss kind {}", c.ds, c.ss);
   return s;
 }
 
@@ -398,6 +463,7 @@ TEST(EmuJit, CallMatchesTheInterpreter) { differential(Kind::kCall, 500, 8); }
 TEST(EmuJit, RetMatchesTheInterpreter) { differential(Kind::kRet, 500, 9); }
 TEST(EmuJit, JmpMatchesTheInterpreter) { differential(Kind::kJmp, 300, 10); }
 TEST(EmuJit, JccAfterEveryProducerMatchesTheInterpreter) { differential(Kind::kJcc, 1000, 11); }
+TEST(EmuJit, ShiftsAndRotatesMatchTheInterpreter) { differential(Kind::kShift, 3000, 12); }
 
 TEST(EmuJit, ParseSetting) {
   EXPECT_EQ(*parse_emulator_jit("off"), EmulatorJit::kOff);
@@ -513,6 +579,180 @@ TEST(EmuJit, AKickStopsACompiledLoop) {
   EXPECT_EQ(n % 3, 0u);
   EXPECT_EQ(s->gpr[kRax], n / 3);
   EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// TWOOSTWO_EMU_JIT_PERFMAP=1 describes compiled blocks in
+/// /tmp/perf-<pid>.map: the regions of the block at 0x1000.
+TEST(EmuJit, PerfMapNamesTheRegionsOfABlock) {
+  NoJitEnv no_env;
+  const std::string path = fmt::format("/tmp/perf-{}.map", ::getpid());
+  std::remove(path.c_str());
+  ::setenv("TWOOSTWO_EMU_JIT_PERFMAP", "1", 1);
+  {
+    EmuMachine m(kRam, options(EmulatorJit::kAlways));
+    ::unsetenv("TWOOSTWO_EMU_JIT_PERFMAP");
+    // 0x1000: inc eax; dec edx; jnz 0x1000; hlt
+    m.load(0x1000, {0x40, 0x4A, 0x75, 0xFC, 0xF4});
+    CpuState s = m.flat32(0x1000);
+    s.gpr[2] = 3;
+    ASSERT_TRUE(m.engine->set_state(s));
+    EXPECT_EQ(m.run().reason, StopReason::kHalt);
+  }
+  std::ifstream in(path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::remove(path.c_str());
+  for (const char* region : {"entry", "body", "exit", "jc"}) {
+    EXPECT_NE(text.find(fmt::format(" jit.{}@00001000\n", region)), std::string::npos) << region << " in:\n" << text;
+  }
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// Block transitions (emuguests/jit.S): each snippet runs interpreted and
+/// compiled (threshold 0, so its first runs already link and push on the
+/// return-address stack); the registers, EIP and instructions retired must
+/// be identical, and the registers what the snippet computes.
+class EmuJitTransitions : public ::testing::Test {
+ protected:
+  struct Result {
+    CpuState state;
+    uint64_t retired = 0;
+  };
+  /// `paging`: identity paging of the first 4 MiB (write_page_tables).
+  Result run(EmulatorJit mode, const std::string& label, bool paging,
+             const std::function<void(EmuMachine&, CpuState&)>& setup = {}) {
+    EmuMachine m(kRam, options(mode));
+    const Program p = load_program("jit");
+    m.load(0x100000, p.bytes);
+    CpuState s = m.flat32(p.sym(label), &p);
+    if (paging) {
+      write_page_tables(m.ram);
+      s.cr0 = 0x80010011;  // PG WP ET PE
+      s.cr3 = kPageDir;
+    }
+    if (setup) setup(m, s);
+    EXPECT_TRUE(m.engine->set_state(s));
+    const RunResult r = m.run();
+    EXPECT_EQ(r.reason, StopReason::kHalt) << r.detail;
+    Result out;
+    auto st = m.engine->state();
+    EXPECT_TRUE(st);
+    if (st) out.state = *st;
+    out.retired = m.engine->instructions_retired();
+    if (mode != EmulatorJit::kOff) {
+      EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
+    }
+    return out;
+  }
+  /// Both engines; returns the JIT's result after comparing it with the interpreter's.
+  Result both(const std::string& label, bool paging = false,
+              const std::function<void(EmuMachine&, CpuState&)>& setup = {}) {
+    NoJitEnv no_env;
+    const Result a = run(EmulatorJit::kOff, label, paging, setup);
+    const Result b = run(EmulatorJit::kAlways, label, paging, setup);
+    EXPECT_EQ(a.retired, b.retired);
+    EXPECT_EQ(a.state.rip, b.state.rip);
+    for (unsigned r = 0; r < 8; ++r) EXPECT_EQ(a.state.gpr[r], b.state.gpr[r]) << "register " << r;
+    return b;
+  }
+};
+
+TEST_F(EmuJitTransitions, DeepRecursionWrapsTheReturnAddressStack) {
+  const Result r = both("t_ras_calls");
+  EXPECT_EQ(r.state.gpr[kRax], 50u * (40u * 41u / 2u));
+  EXPECT_EQ(r.state.gpr[kRbx], 50u * 40u);
+}
+
+TEST_F(EmuJitTransitions, ARetToAnotherAddressIgnoresTheReturnAddressStack) {
+  const Result r = both("t_ras_fake_return");
+  EXPECT_EQ(r.state.gpr[kRax], 0u);
+  EXPECT_EQ(r.state.gpr[kRcx], 20u);
+}
+
+TEST_F(EmuJitTransitions, ARetAfterTheCalleeRewroteTheReturnSiteRunsTheNewCode) {
+  const Result r = both("t_ras_smc");
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+TEST_F(EmuJitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage) {
+  const Program p = load_program("jit");
+  const uint32_t page = p.sym("t_ras_remap"), copy = p.sym("remap_copy");
+  ASSERT_EQ(page & 0xFFFu, 0u);
+  ASSERT_EQ(copy & 0xFFFu, 0u);
+  const Result r = both("t_ras_remap", true, [&](EmuMachine& m, CpuState& s) {
+    std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
+    m.ram.data()[copy + (p.sym("remap_target") - page)] = 0x41;  // INC ECX
+    s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
+    s.gpr[kRdx] = copy | 3;
+  });
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+TEST_F(EmuJitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
+  const Result r = both("t_xlink_smc");
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+TEST_F(EmuJitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
+  const Program p = load_program("jit");
+  const uint32_t page = p.sym("xremap_page"), copy = p.sym("xremap_copy");
+  ASSERT_EQ(page & 0xFFFu, 0u);
+  ASSERT_EQ(copy & 0xFFFu, 0u);
+  const Result r = both("t_xlink_remap", true, [&](EmuMachine& m, CpuState& s) {
+    std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
+    m.ram.data()[copy] = 0x41;  // INC ECX
+    s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
+    s.gpr[kRdx] = copy | 3;
+  });
+  EXPECT_EQ(r.state.gpr[kRax], 5u);
+  EXPECT_EQ(r.state.gpr[kRcx], 5u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+/// Single-step (TF) into compiled blocks: the loop runs a block's first
+/// instruction through the Block's handler, which the JIT has replaced
+/// (Jit::enter_compiled); it must run that one instruction only.
+TEST_F(EmuJitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) {
+  const Result r = both("t_single_step");
+  EXPECT_EQ(r.state.gpr[kRax], 23u);
+  EXPECT_GT(r.state.gpr[kRbp], 9u);
+  EXPECT_LT(r.state.gpr[kRbp], 0x100u);
+}
+
+}  // namespace
+}  // namespace twoostwo::vmcore::emutest
+
+namespace twoostwo::vmcore::emutest {
+namespace {
+
+TEST_F(EmuJitTransitions, ABlockCompiledWithAFlatSegmentChecksTheLimitOnceItIsNot) {
+  const Result r = both("t_flat_then_not");
+  EXPECT_EQ(r.state.gpr[kRbp], 0x100u + 13u);  // #GP on the last read
+  EXPECT_EQ(r.state.gpr[kRbx], 3u);            // three reads completed
 }
 
 }  // namespace

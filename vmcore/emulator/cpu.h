@@ -213,6 +213,7 @@ struct CpuBindings {
   MachineBindings* machine = nullptr;
   BlockCache* cache = nullptr;
   VirtualClock* vclock = nullptr;  // non-null in virtual-clock mode
+  class Jit* jit = nullptr;        // the JIT (jit.h), if on
 };
 
 // ---------------------------------------------------------------------------

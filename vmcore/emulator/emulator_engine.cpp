@@ -234,6 +234,10 @@ Result<std::unique_ptr<EmulatorEngine>> EmulatorEngine::create(MachineBindings b
                                 o.jit_cache_bytes != 0 ? o.jit_cache_bytes : emu::Jit::kDefaultCacheBytes);
     if (!jit) return std::unexpected(jit.error());
     m.jit = std::move(*jit);
+    m.cpu.bind.jit = m.jit.get();
+    if (const char* env = std::getenv("TWOOSTWO_EMU_JIT_PERFMAP"); env != nullptr && *env != '\0' && *env != '0') {
+      if (!m.jit->enable_perf_map()) fmt::print(stderr, "emu: jit: cannot write /tmp/perf-<pid>.map\n");
+    }
   }
   return std::unique_ptr<EmulatorEngine>(new EmulatorEngine(std::move(impl)));
 }

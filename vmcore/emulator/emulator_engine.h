@@ -35,7 +35,9 @@
 // exceptions and external interrupts delivered and/or every block executed
 // to stderr (slow; for debugging guests). TWOOSTWO_EMU_STATS=1 prints the
 // engine's counters (EmulatorCounters) when it is destroyed.
-// TWOOSTWO_EMU_JIT=off|on|always overrides EmulatorOptions::jit.
+// TWOOSTWO_EMU_JIT=off|on|always overrides EmulatorOptions::jit;
+// TWOOSTWO_EMU_JIT_PERFMAP=1 describes the JIT's code in /tmp/perf-<pid>.map
+// for `perf report` (Jit::enable_perf_map).
 #pragma once
 
 #include <cstdint>

@@ -47,6 +47,8 @@ enum class JitForm : uint8_t {
   kInc32, kDec32,                          // INC/DEC r32
   kPush32, kPop32,                         // PUSH/POP r32
   kCallRel32, kRet32, kJmpRel32, kJccRel32,  // near, 32-bit operand size (RET without imm16)
+  kShift32RI,  // ROL/ROR/SHL/SHR/SAR r32, imm8 (aux2: the ShiftOp)
+  kPushI32, kPushM32,  // PUSH imm32 (imm), PUSH m32
   kAluFirst = 0x40,  // + operands << 3 + AluOp, up to kAluLast
   kAluLast = 0x40 + (4 << 3) + 7,
   kTestFirst = 0x68,  // + operands
@@ -143,7 +145,12 @@ struct alignas(64) Block {
   // counting window `jit_window` (compiled at the threshold; Jit::hot_code).
   void* jit_code = nullptr;
   uint32_t jit_hits = 0;
-  uint32_t jit_window = 0;
+  uint16_t jit_window = 0;  // the counting window jit_hits counts in (wraps harmlessly)
+  /// The first instruction's handler before the JIT replaced it with
+  /// Jit::enter_compiled (so that interpreted blocks chaining here run the
+  /// compiled code), as a byte offset from Jit::enter_compiled (32 bits
+  /// keep Block at two cache lines); 0 while not replaced.
+  int32_t jit_first = 0;
 
   Insn* insns() { return reinterpret_cast<Insn*>(this + 1); }
   const Insn* insns() const { return reinterpret_cast<const Insn*>(this + 1); }

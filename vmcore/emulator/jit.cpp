@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "vmcore/emulator/alu.h"
@@ -117,6 +118,47 @@ struct InsnCopy {
   bool used = false;
 };
 
+/// A guard stub of a cross-page link (Jit::link_exit): with block_lin =
+/// the target's linear address, jump to `target` (RX) if Cpu::code_epoch is
+/// still `epoch` and the TLB maps the target's page to `phys_page`, else to
+/// `fail` (RX: the exit's call of link_exit). Fixed encodings, so that a
+/// relink patches `epoch`, `phys_page` and `target` in place (at the
+/// offsets returned: the ends of their 32-bit fields).
+constexpr size_t kGuardBytes = 96;
+struct GuardLayout {
+  size_t epoch_end, phys_end, target_end;
+};
+GuardLayout emit_guard(const Cpu& c, uint8_t* rw, const uint8_t* rx, uint32_t epoch, uint32_t phys_page,
+                       const uint8_t* target, const uint8_t* fail) {
+  GuardLayout layout;
+  Xbyak::CodeGenerator g(kGuardBytes, rw);
+  const auto rw_of = [&](const uint8_t* p) { return reinterpret_cast<const void*>(p - (rx - rw)); };
+  // The immediates go through MOV r32, imm32 (CMP would take an imm8 for
+  // small values, and a patch needs all 32 bits).
+  g.mov(edx, epoch);
+  layout.epoch_end = g.getSize();
+  g.cmp(g.dword[rbx + off_of(c, c.code_epoch)], edx);
+  g.jne(rw_of(fail));  // always rel32
+  g.mov(eax, g.dword[rbx + off_of(c, c.block_lin)]);
+  g.mov(ecx, eax);
+  g.shr(ecx, 12);
+  g.and_(ecx, kTlbEntries - 1);
+  g.lea(ecx, g.ptr[rcx + rcx * 2]);
+  g.shl(ecx, 3);
+  g.add(rcx, g.qword[rbx + Jit::tlb_cur_offset(c)]);
+  g.and_(eax, 0xFFFFF000u);
+  g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, read_tag))], eax);
+  g.jne(rw_of(fail));  // always rel32
+  g.mov(edx, phys_page);
+  layout.phys_end = g.getSize();
+  g.cmp(g.dword[rcx + static_cast<int32_t>(offsetof(TlbEntry, phys_page))], edx);
+  g.jne(rw_of(fail));  // always rel32
+  g.jmp(rw_of(target), Xbyak::CodeGenerator::T_NEAR);
+  layout.target_end = g.getSize();
+  g.ready();
+  return layout;
+}
+
 /// The sentinel after an instruction copy: returns to the generated code.
 void handler_jit_return(Cpu&, const Insn&) {}
 
@@ -124,7 +166,12 @@ struct ExitData {
   Label label;
   JitExit exit;
   size_t rel32_pos;   // in the block's code
-  Label nolink;
+  Label nolink, helper;
+};
+
+/// The out-of-line part of an exit's checks (a pending interrupt: is IF set?).
+struct ColdExit {
+  Label irq, go;
 };
 
 class Compiler : public Xbyak::CodeGenerator {
@@ -133,15 +180,21 @@ class Compiler : public Xbyak::CodeGenerator {
       : Xbyak::CodeGenerator(room, rw), c_(c), b_(b), rw_(rw), rx_(rx), leave_(leave), jit_(jit) {}
 
   uint64_t inline_count = 0, called_count = 0;
+  /// Where each region of the code starts (for the perf map): offset, name
+  /// (null: data up to the next region).
+  std::vector<std::pair<size_t, const char*>> regions;
 
   void compile() {
     const Insn* in = b_.insns();
     // Entry (from the loop or a link): the bookkeeping end_block() does.
+    region("entry");
     mov(rax, reinterpret_cast<uint64_t>(&b_));
     mov(qword[rbx + o(c_.current_block)], rax);
     mov(byte[rbx + o(c_.irq_shadow)], 0);
     mov(r12d, dword[rbx + o(c_.eip)]);
     mov(dword[rbx + o(c_.block_eip)], r12d);
+    emit_flat_guard();
+    region("body");
     uint32_t off = 0;
     bool eip_exact = true;  // c.eip == entry + off
     bool ended = false;
@@ -173,6 +226,7 @@ class Compiler : public Xbyak::CodeGenerator {
       if (!eip_exact) set_eip(off);
       emit_exit(true, off);
     }
+    region("slow");
     for (Slow& s : slows_) {
       L(s.entry);
       set_eip(s.off);
@@ -186,7 +240,55 @@ class Compiler : public Xbyak::CodeGenerator {
         jmp(s.back, kNear);
       }
     }
+    // The continuations of inline CALLs (entered from a RET's exit through
+    // the return-address stack, block_lin = this block's entry, counted
+    // and checked): a static exit to the return address.
+    region("cont");
+    for (Cont& k : conts_) {
+      L(k.label);
+      emit_link(k.off);
+    }
+    if (flat_rd_ | flat_wr_) {
+      // Not flat after all: the whole block by its handlers, in the Block
+      // (Jit::interpret), then the exit of a block-ending handler.
+      region("slow");
+      L(nonflat_);
+      mov(rdi, rbx);
+      mov(rsi, reinterpret_cast<uint64_t>(&b_));
+      call_abs(reinterpret_cast<const void*>(&Jit::interpret));
+      cmp(byte[rbx + o(c_.stop_block)], 0);
+      jne(stop_, kNear);
+      cmp(byte[rbx + o(c_.jit_chain)], 0);
+      je(stop_, kNear);
+      mov(byte[rbx + o(c_.jit_chain)], 0);
+      emit_exit(false, 0);
+    }
+    // The exits' cold paths: before a link, a pending interrupt. Then the
+    // block's jump cache lookup, shared by its exits.
+    region("tail");
+    for (ExitData& e : exits_) {
+      L(e.helper);
+      lea(rsi, ptr[rip + e.label]);
+      mov(rdi, reinterpret_cast<uint64_t>(jit_));
+      call_abs(reinterpret_cast<const void*>(&Jit::link_exit));
+      test(rax, rax);
+      jz(stop_, kNear);
+      jmp(rax);
+      L(e.nolink);
+      sub(dword[rbx + o(c_.block_lin)], e.exit.off);
+      jmp(jc_, kNear);
+    }
+    for (ColdExit& k : cold_) {
+      L(k.irq);
+      test(dword[rbx + o(c_.eflags)], kIF);
+      jz(k.go, kNear);
+      jmp(to_loop_, kNear);
+    }
+    region("jc");
+    L(jc_);
+    emit_jump_cache();
     // Shared tails of the exits.
+    region("tail");
     L(to_loop_);  // as end_block(): counted, current_block null, chain_from this block
     mov(qword[rbx + o(c_.current_block)], 0);
     mov(rax, reinterpret_cast<uint64_t>(&b_));
@@ -204,6 +306,7 @@ class Compiler : public Xbyak::CodeGenerator {
     L(stop_);
     jmp_abs(leave_);
     // Exit records (data, 8-aligned).
+    region(nullptr);
     align(8);
     // The called instructions' copies, each followed by a returning sentinel.
     for (size_t k = 0; k < copies_.size(); ++k) {
@@ -221,11 +324,12 @@ class Compiler : public Xbyak::CodeGenerator {
       for (size_t n = 0; n < sizeof(JitExit); ++n) db(p[n]);
     }
     ready();
-    // nolink addresses are known now (labels resolved).
+    // nolink and helper addresses are known now (labels resolved).
     for (ExitData& e : exits_) {
       const size_t rec = label_offset(e.label);
       JitExit* x = reinterpret_cast<JitExit*>(rw_ + rec);
       x->nolink = rx_ + label_offset(e.nolink);
+      x->helper = rx_ + label_offset(e.helper);
     }
   }
 
@@ -237,6 +341,11 @@ class Compiler : public Xbyak::CodeGenerator {
   int32_t gpr_off(unsigned byte_off) const { return o(c_.gpr) + static_cast<int32_t>(byte_off); }
   int32_t seg_off(unsigned sr) const { return o(c_.seg[sr]); }
   size_t label_offset(const Label& l) const { return static_cast<size_t>(l.getAddress() - getCode()); }
+  void region(const char* name) {
+    region_ = name;
+    if (!regions.empty() && regions.back().first == getSize()) regions.back().second = name;
+    else regions.emplace_back(getSize(), name);
+  }
 
   /// Relative call/jump to an absolute host address from the RX view.
   void call_abs(const void* target) {
@@ -320,15 +429,22 @@ class Compiler : public Xbyak::CodeGenerator {
   /// Offset in eax (segment `sr`): the checks of Cpu::read/write and the
   /// TLB hit test of read_lin/write_lin; any miss jumps to `slow`. Leaves
   /// the linear address in eax and the host addend in r11.
+  /// In a block whose entry checked that `sr` is flat (flat_rd_/flat_wr_)
+  /// the segment check and base are left out: offsets are linear
+  /// addresses, and an access that wraps at 4 GiB (a limit violation)
+  /// misses the TLB test, whose tag is never page 0 at the index of page
+  /// 0xFFFFF, so it goes to the handler too.
   void emit_access(unsigned sr, unsigned size, bool write, Label& slow) {
     const SegmentCache& s = c_.seg[sr];
-    cmp(eax, dword[rbx + o(write ? s.wr_lo : s.rd_lo)]);
-    jb(slow, kNear);
-    lea(rdx, ptr[rax + (size - 1)]);
-    mov(ecx, dword[rbx + o(write ? s.wr_hi : s.rd_hi)]);
-    cmp(rdx, rcx);
-    ja(slow, kNear);
-    add(eax, dword[rbx + o(s.base)]);
+    if ((((write ? flat_wr_ : flat_rd_) >> sr) & 1) == 0) {
+      cmp(eax, dword[rbx + o(write ? s.wr_lo : s.rd_lo)]);
+      jb(slow, kNear);
+      lea(rdx, ptr[rax + (size - 1)]);
+      mov(ecx, dword[rbx + o(write ? s.wr_hi : s.rd_hi)]);
+      cmp(rdx, rcx);
+      ja(slow, kNear);
+      add(eax, dword[rbx + o(s.base)]);
+    }
     mov(ecx, eax);
     shr(ecx, 12);
     and_(ecx, kTlbEntries - 1);
@@ -393,8 +509,14 @@ class Compiler : public Xbyak::CodeGenerator {
   /// The block's end after c.eip is set: count it, leave for the loop if
   /// anything needs it, else go on to the next block (a patched jump when
   /// `static_target`, `off` = target EIP - entry EIP; else the jump cache).
-  void emit_exit(bool static_target, uint32_t off) {
-    Label irq, go, jc;
+  /// Only the checks and the linked jump are inline; the rest (link
+  /// helper, jump cache, interrupt check) is out of line at the block's
+  /// end, so that the hot paths of consecutive blocks stay dense.
+  void emit_exit(bool static_target, uint32_t off, bool ret = false) {
+    cold_.emplace_back();
+    ColdExit& k = cold_.back();
+    const char* const outer = region_;
+    region("exit");
     mov(rax, qword[rbx + o(c_.icount)]);
     add(rax, b_.count);
     mov(qword[rbx + o(c_.icount)], rax);
@@ -405,31 +527,98 @@ class Compiler : public Xbyak::CodeGenerator {
     test(dword[rbx + o(c_.eflags)], kTF);
     jnz(to_loop_, kNear);
     cmp(byte[rbx + o(c_.irq_hint)], 0);
-    jne(irq, kNear);
-    L(go);
+    jne(k.irq, kNear);
+    L(k.go);
     inc(qword[rbx + o(c_.blocks_chained)]);
     // Links and the inline jump cache skip block_may_run()'s CS limit check.
     cmp(dword[rbx + o(c_.seg[kCs].limit)], 0xFFFFFFFFu);
     jne(miss_, kNear);
     if (static_target) {
-      exits_.push_back(ExitData{});
-      ExitData& e = exits_.back();
-      e.exit = JitExit{&b_, nullptr, nullptr, off, 0};
-      add(dword[rbx + o(c_.block_lin)], off);
-      db(0xE9);  // jmp rel32: to the link helper below until link_exit() patches it
-      dd(0);
-      e.rel32_pos = getSize() - 4;
-      // rel32 = 0: falls through to the helper call.
-      lea(rsi, ptr[rip + e.label]);
-      mov(rdi, reinterpret_cast<uint64_t>(jit_));
-      call_abs(reinterpret_cast<const void*>(&Jit::link_exit));
-      test(rax, rax);
-      jz(stop_, kNear);
-      jmp(rax);
-      L(e.nolink);
-      sub(dword[rbx + o(c_.block_lin)], off);
+      emit_link(off);
+    } else {
+      if (ret) emit_ras_pop(jc_);
+      jmp(jc_, kNear);
     }
-    L(jc);
+    region(outer);
+  }
+
+  /// The static part of an exit to entry + `off` (block_lin is this block's
+  /// entry): a jump (rel32) to the exit's call of link_exit() at the
+  /// block's end, which patches it to the target's code or its guard
+  /// (or to nolink: block_lin back, on to the jump cache).
+  void emit_link(uint32_t off) {
+    exits_.emplace_back();
+    ExitData& e = exits_.back();
+    e.exit = JitExit{&b_, nullptr, nullptr, nullptr, off, 0};
+    add(dword[rbx + o(c_.block_lin)], off);
+    jmp(e.helper, kNear);  // E9 rel32
+    e.rel32_pos = getSize() - 4;
+  }
+
+  /// A RET's exit, after the checks: if the top of the return-address
+  /// stack (Jit::Ras) is the return's target, still valid (code epoch) and
+  /// still mapped to the same physical page (TLB), go to the continuation
+  /// of the CALL that pushed it (a static exit of the calling block, see
+  /// compile()); else on to `jc`. Pops the entry either way.
+  void emit_ras_pop(Label& jc) {
+    mov(eax, dword[rbx + o(c_.eip)]);
+    add(eax, dword[rbx + o(c_.seg[kCs].base)]);
+    mov(r8, reinterpret_cast<uint64_t>(jit_->ras()));
+    mov(ecx, dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))]);
+    lea(edx, ptr[rcx - 1]);
+    and_(edx, Jit::Ras::kEntries - 1);
+    mov(dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))], edx);
+    static_assert(sizeof(Jit::RasEntry) == 32);
+    shl(ecx, 5);
+    add(rcx, r8);
+    cmp(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, ret_lin))], eax);
+    jne(jc, kNear);
+    mov(edx, dword[rbx + o(c_.code_epoch)]);
+    cmp(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, epoch))], edx);
+    jne(jc, kNear);
+    mov(r9d, eax);
+    shr(r9d, 12);
+    and_(r9d, kTlbEntries - 1);
+    lea(r9d, ptr[r9 + r9 * 2]);
+    shl(r9d, 3);
+    add(r9, qword[rbx + Jit::tlb_cur_offset(c_)]);
+    and_(eax, 0xFFFFF000u);
+    cmp(dword[r9 + static_cast<int32_t>(offsetof(TlbEntry, read_tag))], eax);
+    jne(jc, kNear);
+    mov(edx, dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, phys_page))]);
+    cmp(dword[r9 + static_cast<int32_t>(offsetof(TlbEntry, phys_page))], edx);
+    jne(jc, kNear);
+    mov(edx, dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, caller_lin))]);
+    mov(dword[rbx + o(c_.block_lin)], edx);
+    jmp(qword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, code))]);
+  }
+
+  /// After a CALL at `next_off - len` has pushed its return address: push
+  /// (return linear address, code epoch, physical page, this block's
+  /// linear address, continuation) on the return-address stack. Only for
+  /// a return address in this block's page (`cont` links within it).
+  void emit_ras_push(uint32_t next_off, Label& cont) {
+    mov(r8, reinterpret_cast<uint64_t>(jit_->ras()));
+    mov(ecx, dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))]);
+    inc(ecx);
+    and_(ecx, Jit::Ras::kEntries - 1);
+    mov(dword[r8 + static_cast<int32_t>(offsetof(Jit::Ras, top))], ecx);
+    shl(ecx, 5);
+    add(rcx, r8);
+    mov(eax, dword[rbx + o(c_.block_lin)]);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, caller_lin))], eax);
+    add(eax, next_off);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, ret_lin))], eax);
+    mov(eax, dword[rbx + o(c_.code_epoch)]);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, epoch))], eax);
+    mov(dword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, phys_page))], b_.phys & ~0xFFFu);
+    lea(rax, ptr[rip + cont]);
+    mov(qword[rcx + static_cast<int32_t>(offsetof(Jit::RasEntry, code))], rax);
+  }
+
+  /// The jump cache (chain.h) inline, for c.eip; block_lin is the entry of
+  /// the block that ended (for the miss path).
+  void emit_jump_cache() {
     // The jump cache (chain.h) inline: lin, entry, tag, block, its code, TLB.
     mov(eax, dword[rbx + o(c_.eip)]);
     add(eax, dword[rbx + o(c_.seg[kCs].base)]);
@@ -471,10 +660,192 @@ class Compiler : public Xbyak::CodeGenerator {
     jne(miss_, kNear);
     mov(dword[rbx + o(c_.block_lin)], eax);
     jmp(rdx);
-    L(irq);
-    test(dword[rbx + o(c_.eflags)], kIF);
-    jz(go, kNear);
-    jmp(to_loop_, kNear);
+  }
+
+  /// eax = EFLAGS with the arithmetic flags computed, as Cpu::flags() (the
+  /// lazy state in Cpu is left as it is).
+  void emit_flags() {
+    if (!known_.valid) {
+      mov(rdi, rbx);
+      call_abs(reinterpret_cast<const void*>(&Jit::flags));
+      return;
+    }
+    if (known_.op == Cpu::kLazyNone) {
+      mov(eax, dword[rbx + o(c_.eflags)]);
+      return;
+    }
+    // Re-execute the producer on the host and take its flags (AF is
+    // undefined after a logic instruction on the host; alu.h makes it 0).
+    host_flags(known_.op, known_.size);
+    pushfq();
+    pop(rax);
+    and_(eax, known_.op == Cpu::kLazyLogic ? kArithFlags & ~kAF : kArithFlags);
+    mov(ecx, dword[rbx + o(c_.eflags)]);
+    and_(ecx, ~kArithFlags);
+    or_(eax, ecx);
+  }
+
+  /// ROL/ROR/SHL/SHR/SAR r32, imm8 as alu.h shift() computes them: a count
+  /// of 0 (mod 32) changes nothing; rotates change only CF and OF (so the
+  /// flags are computed first), shifts set all six (AF = 0) and OF for
+  /// every count. The result: EFLAGS materialized (kLazyNone).
+  bool emit_shift(const Insn& i) {
+    const auto op = static_cast<ShiftOp>(i.aux2);
+    const uint8_t n = static_cast<uint8_t>(i.imm & 0x1F);
+    if (n == 0) return true;
+    const bool rotate = op == ShiftOp::kRol || op == ShiftOp::kRor;
+    if (rotate) emit_flags();  // eax
+    mov(edx, dword[rbx + gpr_off(i.r1)]);
+    switch (op) {
+      case ShiftOp::kRol: rol(edx, n); break;
+      case ShiftOp::kRor: ror(edx, n); break;
+      case ShiftOp::kShl:
+      case ShiftOp::kSal: shl(edx, n); break;
+      case ShiftOp::kShr: shr(edx, n); break;
+      case ShiftOp::kSar: sar(edx, n); break;
+      default: return false;
+    }
+    if (!rotate) {
+      // CF, SF, ZF, PF as the host computed them (CF is defined for counts
+      // below 32); the rest of EFLAGS from Cpu.
+      pushfq();
+      pop(rax);
+      and_(eax, kCF | kPF | kZF | kSF);
+      mov(ecx, dword[rbx + o(c_.eflags)]);
+      and_(ecx, ~kArithFlags);
+      or_(eax, ecx);
+    } else {
+      and_(eax, ~(kCF | kOF));
+    }
+    mov(dword[rbx + gpr_off(i.r1)], edx);
+    // CF (rotates) and OF from the result r.
+    mov(ecx, edx);
+    switch (op) {
+      case ShiftOp::kRol:  // CF = r0, OF = r0 ^ r31
+        and_(ecx, 1);
+        or_(eax, ecx);
+        mov(r8d, edx);
+        shr(r8d, 31);
+        xor_(ecx, r8d);
+        break;
+      case ShiftOp::kRor:  // CF = r31, OF = r31 ^ r30
+        shr(ecx, 31);
+        or_(eax, ecx);
+        mov(r8d, edx);
+        shr(r8d, 30);
+        xor_(ecx, r8d);
+        and_(ecx, 1);
+        break;
+      case ShiftOp::kShl:
+      case ShiftOp::kSal:  // OF = CF ^ r31
+        shr(ecx, 31);
+        mov(r8d, eax);
+        and_(r8d, kCF);
+        xor_(ecx, r8d);
+        break;
+      case ShiftOp::kShr:  // OF = r31 ^ r30
+        mov(r8d, edx);
+        shr(ecx, 31);
+        shr(r8d, 30);
+        xor_(ecx, r8d);
+        and_(ecx, 1);
+        break;
+      default:  // SAR: OF = 0
+        xor_(ecx, ecx);
+        break;
+    }
+    shl(ecx, 11);
+    or_(eax, ecx);
+    mov(dword[rbx + o(c_.eflags)], eax);
+    mov(byte[rbx + o(c_.lazy_op)], Cpu::kLazyNone);
+    known_ = {true, Cpu::kLazyNone, 4};
+    return true;
+  }
+
+  /// The segments (bit per SegReg) the inline forms of `i` read and write.
+  static void segments_used(const Insn& i, unsigned& rd, unsigned& wr) {
+    const auto form = static_cast<unsigned>(i.jit);
+    const unsigned seg = 1u << i.seg;
+    if (form >= static_cast<unsigned>(JitForm::kAluFirst) && form <= static_cast<unsigned>(JitForm::kAluLast)) {
+      const auto ops = static_cast<JitOperands>((form - static_cast<unsigned>(JitForm::kAluFirst)) >> 3);
+      if (ops == JitOperands::kRM) rd |= seg;
+      if (ops == JitOperands::kMR || ops == JitOperands::kMI) {
+        if (static_cast<AluOp>(form & 7) == AluOp::kCmp) rd |= seg;
+        else wr |= seg;  // read_for_write: the write range alone
+      }
+      return;
+    }
+    if (form >= static_cast<unsigned>(JitForm::kTestFirst) && form <= static_cast<unsigned>(JitForm::kTestLast)) {
+      const auto ops = static_cast<JitOperands>(form - static_cast<unsigned>(JitForm::kTestFirst));
+      if (ops == JitOperands::kMR || ops == JitOperands::kMI) rd |= seg;
+      return;
+    }
+    switch (i.jit) {
+      case JitForm::kMovRM:
+      case JitForm::kMovzxM8:
+      case JitForm::kMovzxM16:
+      case JitForm::kMovsxM8:
+      case JitForm::kMovsxM16: rd |= seg; break;
+      case JitForm::kMovMR:
+      case JitForm::kMovMI: wr |= seg; break;
+      case JitForm::kPushM32: rd |= seg; wr |= 1u << kSs; break;
+      case JitForm::kPush32:
+      case JitForm::kPushI32:
+      case JitForm::kCallRel32: wr |= 1u << kSs; break;
+      case JitForm::kPop32:
+      case JitForm::kRet32: rd |= 1u << kSs; break;
+      default: break;
+    }
+  }
+
+  /// Flat segments (JIT-PLAN.md §3 stage 2): if the segments among DS, ES
+  /// and SS that the block's inline forms use are flat now (base 0, the
+  /// whole 4 GiB readable, and writable where written; SS also 32-bit),
+  /// compile their accesses without the segment check, and check at entry
+  /// that they still are; if not, the block runs by its handlers
+  /// (nonflat_). FS and GS (Linux's per-CPU and TLS segments) keep the
+  /// check in every access.
+  void emit_flat_guard() {
+    unsigned rd = 0, wr = 0;
+    for (uint32_t k = 0; k < b_.count; ++k) segments_used(b_.insns()[k], rd, wr);
+    const unsigned candidates = (1u << kDs) | (1u << kEs) | (1u << kSs);
+    rd &= candidates;
+    wr &= candidates;
+    auto whole = [](uint32_t lo, uint32_t hi) { return lo == 0 && hi == 0xFFFFFFFFu; };
+    for (unsigned sr : {kDs, kEs, kSs}) {
+      const SegmentCache& s = c_.seg[sr];
+      const bool flat = s.base == 0 && (!((rd >> sr) & 1) || whole(s.rd_lo, s.rd_hi)) &&
+                        (!((wr >> sr) & 1) || whole(s.wr_lo, s.wr_hi)) && (sr != kSs || s.db);
+      if (!flat) {
+        rd &= ~(1u << sr);
+        wr &= ~(1u << sr);
+      }
+    }
+    if ((rd | wr) == 0) return;
+    static_assert(sizeof(SegmentCache::rd_lo) == 4 && sizeof(SegmentCache::wr_lo) == 4);
+    mov(r8, uint64_t{0xFFFFFFFF00000000u});  // lo = 0, hi = 0xFFFFFFFF
+    for (unsigned sr : {kDs, kEs, kSs}) {
+      const SegmentCache& s = c_.seg[sr];
+      if (!(((rd | wr) >> sr) & 1)) continue;
+      cmp(dword[rbx + o(s.base)], 0);
+      jne(nonflat_, kNear);
+      if ((rd >> sr) & 1) {
+        static_assert(offsetof(SegmentCache, rd_hi) == offsetof(SegmentCache, rd_lo) + 4);
+        cmp(qword[rbx + o(s.rd_lo)], r8);
+        jne(nonflat_, kNear);
+      }
+      if ((wr >> sr) & 1) {
+        static_assert(offsetof(SegmentCache, wr_hi) == offsetof(SegmentCache, wr_lo) + 4);
+        cmp(qword[rbx + o(s.wr_lo)], r8);
+        jne(nonflat_, kNear);
+      }
+      if (sr == kSs) {
+        cmp(byte[rbx + o(s.db)], 0);
+        je(nonflat_, kNear);
+      }
+    }
+    flat_rd_ = rd;
+    flat_wr_ = wr;
   }
 
   /// The inline code of `i` (at `off` from the entry) if its form has one.
@@ -637,10 +1008,20 @@ class Compiler : public Xbyak::CodeGenerator {
       }
       case JitForm::kInc32:
       case JitForm::kDec32: {
-        if (!known_.valid) return false;  // CF of an unknown producer: the handler computes it
         const bool inc32 = i.jit == JitForm::kInc32;
         bool store_cf = true;
-        switch (known_.op) {
+        if (!known_.valid) {  // CF of an unknown producer: Cpu::carry()
+          mov(rdi, rbx);
+          call_abs(reinterpret_cast<const void*>(&Jit::carry));
+          mov(edx, eax);
+        }
+        switch (known_.valid ? known_.op : Cpu::kLazyNone) {
+          case Cpu::kLazyNone:
+            if (known_.valid) {
+              mov(edx, dword[rbx + o(c_.eflags)]);
+              and_(edx, kCF);
+            }
+            break;
           case Cpu::kLazyLogic: xor_(edx, edx); break;
           case Cpu::kLazyAdd:
             mov(edx, dword[rbx + o(c_.lazy_a)]);
@@ -667,14 +1048,22 @@ class Compiler : public Xbyak::CodeGenerator {
         return true;
       }
       case JitForm::kPush32:
+      case JitForm::kPushI32:
+      case JitForm::kPushM32:
       case JitForm::kPop32:
       case JitForm::kCallRel32:
       case JitForm::kRet32: {
-        const bool push = i.jit == JitForm::kPush32 || i.jit == JitForm::kCallRel32;
         const bool branch = i.jit == JitForm::kCallRel32 || i.jit == JitForm::kRet32;
+        const bool push = !branch ? i.jit != JitForm::kPop32 : i.jit == JitForm::kCallRel32;
         Slow& s = new_slow(i, off, branch);
-        cmp(byte[rbx + o(c_.seg[kSs].db)], 0);  // a 16-bit stack: the handler
-        je(s.entry, kNear);
+        if (i.jit == JitForm::kPushM32) {  // the operand first (its EA sees the old ESP), then the stack
+          emit_mem(i, 4, false, s.entry);
+          mov(r9d, dword[r11 + rax]);
+        }
+        if (((flat_rd_ | flat_wr_) & (1u << kSs)) == 0) {  // else the entry checked SS.B
+          cmp(byte[rbx + o(c_.seg[kSs].db)], 0);  // a 16-bit stack: the handler
+          je(s.entry, kNear);
+        }
         mov(eax, dword[rbx + gpr_off(4 * kEsp)]);
         if (push) sub(eax, 4);
         emit_access(kSs, 4, push, s.entry);
@@ -682,10 +1071,20 @@ class Compiler : public Xbyak::CodeGenerator {
           mov(edx, dword[rbx + gpr_off(i.r1)]);
           mov(dword[r11 + rax], edx);
           sub(dword[rbx + gpr_off(4 * kEsp)], 4);
+        } else if (i.jit == JitForm::kPushI32) {
+          mov(dword[r11 + rax], i.imm);
+          sub(dword[rbx + gpr_off(4 * kEsp)], 4);
+        } else if (i.jit == JitForm::kPushM32) {
+          mov(dword[r11 + rax], r9d);
+          sub(dword[rbx + gpr_off(4 * kEsp)], 4);
         } else if (i.jit == JitForm::kCallRel32) {
           lea(edx, ptr[r12 + static_cast<int32_t>(next_off)]);
           mov(dword[r11 + rax], edx);
           sub(dword[rbx + gpr_off(4 * kEsp)], 4);
+          if ((b_.phys & 0xFFFu) + next_off < 0x1000u) {
+            conts_.push_back(Cont{{}, next_off});
+            emit_ras_push(next_off, conts_.back().label);
+          }
           set_eip(next_off + i.imm);
           emit_exit(true, next_off + i.imm);
           ended = true;
@@ -696,7 +1095,7 @@ class Compiler : public Xbyak::CodeGenerator {
             mov(dword[rbx + gpr_off(i.r1)], edx);  // POP ESP: the popped value wins
           } else {
             mov(dword[rbx + o(c_.eip)], edx);
-            emit_exit(false, 0);
+            emit_exit(false, 0, true);
             ended = true;
           }
         }
@@ -708,9 +1107,10 @@ class Compiler : public Xbyak::CodeGenerator {
         emit_exit(true, next_off + i.imm);
         ended = true;
         return true;
+      case JitForm::kShift32RI: return emit_shift(i);
       case JitForm::kJccRel32: {
         Label taken;
-        if (known_.valid) {
+        if (known_.valid && known_.op != Cpu::kLazyNone) {
           host_flags(known_.op, known_.size);
           jcc_host(i.aux, taken);
         } else {
@@ -739,15 +1139,23 @@ class Compiler : public Xbyak::CodeGenerator {
   const uint8_t* leave_;
   Jit* jit_;
   Known known_;
-  Label stop_, to_loop_, miss_;
+  const char* region_ = nullptr;
+  unsigned flat_rd_ = 0, flat_wr_ = 0;  // segments (bits) checked flat at entry (emit_flat_guard)
+  Label stop_, to_loop_, miss_, nonflat_, jc_;
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
-  std::vector<ExitData> exits_;
+  std::deque<ExitData> exits_;  // deques: Labels must not move once used
+  std::deque<ColdExit> cold_;
   std::vector<InsnCopy> copies_;  // by instruction index
+  struct Cont {
+    Label label;
+    uint32_t off;  // of the return address from the entry
+  };
+  std::vector<Cont> conts_;
 
  public:
   void reserve(size_t n) {
     slows_.reserve(n);
-    exits_.reserve(2 * n + 2);
+    conts_.reserve(n);
     copies_.resize(n);  // one per instruction (n = the block's count)
   }
 };
@@ -814,7 +1222,13 @@ Result<void> Jit::map(size_t bytes) {
   return {};
 }
 
+bool Jit::enable_perf_map() {
+  if (perf_map_ == nullptr) perf_map_ = std::fopen(fmt::format("/tmp/perf-{}.map", getpid()).c_str(), "a");
+  return perf_map_ != nullptr;
+}
+
 Jit::~Jit() {
+  if (perf_map_ != nullptr) std::fclose(perf_map_);
   if (eh_frame_ != nullptr) {
     __deregister_frame(eh_frame_);
     delete[] eh_frame_;
@@ -844,6 +1258,7 @@ void Jit::reset() {
     }
   }
   used_ = code_start_;
+  ras_ = Ras{};  // its continuations are gone (and code_epoch may have started over)
   wants_flush_ = false;
   ++stats_.flushes;
 }
@@ -874,6 +1289,22 @@ void* Jit::compile(Block* b) {
     return nullptr;
   }
   void* code = rx_ + used_;
+  const intptr_t first = reinterpret_cast<intptr_t>(b->insns()[0].fn) - reinterpret_cast<intptr_t>(&Jit::enter_compiled);
+  if (first == static_cast<int32_t>(first) && first != 0) {
+    b->jit_first = static_cast<int32_t>(first);
+    b->insns()[0].fn = &Jit::enter_compiled;
+  }
+  if (perf_map_ != nullptr) {
+    const uint32_t lin = cpu_.seg[kCs].base + cpu_.eip;
+    const auto& rs = comp.regions;
+    for (size_t k = 0; k < rs.size(); ++k) {
+      const size_t end = k + 1 < rs.size() ? rs[k + 1].first : comp.getSize();
+      if (rs[k].second == nullptr || end == rs[k].first) continue;
+      fmt::print(perf_map_, "{:x} {:x} jit.{}@{:08x}\n", reinterpret_cast<uintptr_t>(rx_ + used_ + rs[k].first),
+                 end - rs[k].first, rs[k].second, lin);
+    }
+    std::fflush(perf_map_);
+  }
   used_ += (comp.getSize() + 15) & ~size_t{15};
   b->jit_code = code;
   ++stats_.blocks_compiled;
@@ -929,16 +1360,69 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   }
   // Link when the target shares the linear and the physical page: it dies
   // with this block (invalidate_page drops both; a flush drops all), so the
-  // jump needs no check. Otherwise the exit takes the jump cache path.
+  // jump needs no check. Otherwise link through a guard stub that checks
+  // what may have changed since: the code epoch (any block invalidated,
+  // the target perhaps) and the TLB (the target's linear page still maps
+  // to its physical page); when either fails the stub calls link_exit()
+  // again. Without room for a stub, the exit takes the jump cache path.
   const uint8_t* dest = e->nolink;
-  if ((((c.block_lin ^ prev_lin) | (next->phys ^ from->phys)) & ~0xFFFu) == 0) dest = static_cast<const uint8_t*>(code);
-  const uint8_t* const after = jit->rx_ + (e->rel32 - jit->rw_) + 4;
+  const uint8_t* const after = jit->rx_ + (e->rel32 - jit->rw_) + 4;  // the end of the patched jump
+  if ((((c.block_lin ^ prev_lin) | (next->phys ^ from->phys)) & ~0xFFFu) == 0) {
+    dest = static_cast<const uint8_t*>(code);
+  } else if (e->guard != 0 || jit->size_ - jit->used_ >= kGuardBytes) {
+    const bool fresh = e->guard == 0;
+    if (fresh) {
+      // The record is read through the RX view; write it through the RW one.
+      auto* const rw_e = reinterpret_cast<JitExit*>(jit->rw_ + (reinterpret_cast<uint8_t*>(e) - jit->rx_));
+      rw_e->guard = static_cast<uint32_t>(jit->used_);
+      jit->used_ += kGuardBytes;
+      if (jit->perf_map_ != nullptr) {
+        fmt::print(jit->perf_map_, "{:x} {:x} jit.guard@{:08x}\n", reinterpret_cast<uintptr_t>(jit->rx_ + e->guard),
+                   kGuardBytes, c.block_lin);
+        std::fflush(jit->perf_map_);
+      }
+    }
+    uint8_t* const rw = jit->rw_ + e->guard;
+    const uint8_t* const rx = jit->rx_ + e->guard;
+    const uint32_t phys_page = next->phys & ~0xFFFu;
+    if (fresh) {
+      const GuardLayout l = emit_guard(c, rw, rx, c.code_epoch, phys_page, static_cast<const uint8_t*>(code), e->helper);
+      jit->guard_layout_ = {l.epoch_end, l.phys_end, l.target_end};  // the same for every stub
+    } else {  // a relink: patch the stub
+      const auto& l = jit->guard_layout_;
+      const auto rel = static_cast<int32_t>(static_cast<const uint8_t*>(code) - (rx + l.target_end));
+      std::memcpy(rw + l.epoch_end - 4, &c.code_epoch, 4);
+      std::memcpy(rw + l.phys_end - 4, &phys_page, 4);
+      std::memcpy(rw + l.target_end - 4, &rel, 4);
+    }
+    dest = rx;
+  }
   const auto rel = static_cast<int32_t>(dest - after);
   std::memcpy(e->rel32, &rel, 4);
   return code;
 }
 
+void Jit::interpret(Cpu* c, Block* b) {
+  const Insn& f = b->insns()[0];
+  const Handler first = b->jit_first != 0
+                            ? reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first)
+                            : f.fn;
+  first(*c, f);
+}
+
+void Jit::enter_compiled(Cpu& c, const Insn& i) {
+  const Block* b = c.current_block;
+  if (EMU_UNLIKELY(c.stop_block)) {
+    const auto first = reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first);
+    first(c, i);
+    return;
+  }
+  c.bind.jit->run(b->jit_code);
+}
+
 bool Jit::cond(Cpu* cpu, unsigned cc) { return cpu->cond(cc); }
+uint32_t Jit::flags(Cpu* cpu) { return cpu->flags_value(); }
+uint32_t Jit::carry(Cpu* cpu) { return cpu->carry(); }
 
 int32_t Jit::tlb_cur_offset(const Cpu& c) { return off_of(c, c.tlb_cur_); }
 

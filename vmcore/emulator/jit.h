@@ -1,5 +1,5 @@
-// The emulator's JIT (stage 1 of JIT-PLAN.md): a template compiler of the
-// interpreter's own Blocks into host x86-64 code.
+// The emulator's JIT (stages 1 and 2 of JIT-PLAN.md): a template compiler
+// of the interpreter's own Blocks into host x86-64 code.
 //
 // What is compiled: cached blocks (Block::cached, no second page) decoded in
 // 32-bit protected mode, once the loop or an exit has wanted them
@@ -10,7 +10,9 @@
 // Generated code (rbx = Cpu*, r12d = EIP at block entry):
 // - the forms of JitForm (insn.h) inline: guest registers and lazy flags are
 //   read and written in Cpu as the handlers do; memory goes through the
-//   segment check and the TLB inline, and any miss (TLB, segment limit, a
+//   segment check (left out for DS/ES/SS when they were flat at compile
+//   time and still are at entry; else the block runs by its handlers,
+//   Jit::interpret) and the TLB inline, and any miss (TLB, segment limit, a
 //   write to a code page — which never has a write tag — or MMIO) calls the
 //   instruction's handler instead, after storing EIP. Inline code cannot
 //   fault, so faults are precise: they are the handlers' CpuExceptions,
@@ -23,8 +25,14 @@
 //   the loop).
 // - the block end: the checks of end_block() (slice end, kick, TF, a
 //   pending interrupt with IF), then a patched direct jump to the next
-//   block's code when the target is static and in the same linear and
-//   physical page, else the jump cache inline, else a helper.
+//   block's code when the target is static: straight to it in the same
+//   linear and physical page, else through a guard stub (code epoch and TLB
+//   checked); a RET through the return-address stack (Ras) that inline
+//   CALLs push; else the block's jump cache lookup, else a helper. Only
+//   the checks and the linked jump are inline: the rest is out of line at
+//   the block's end.
+// - interpreted blocks that chain into a compiled one enter its code: the
+//   Block's first handler becomes Jit::enter_compiled.
 //
 // Memory: one memfd of `cache_bytes` mapped twice (RW for the emitter and
 // link patching, RX to run; a single RWX mapping if that fails), bump
@@ -35,6 +43,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 
 #include "vmcore/bus/error.h"
@@ -49,8 +58,9 @@ struct JitExit {
   Block* from;
   uint8_t* rel32;         // RW address of the jump's displacement
   const uint8_t* nolink;  // RX address the jump takes when the target cannot be linked
+  const uint8_t* helper;  // RX address of the exit's call of link_exit() (the jump's first target)
   uint32_t off;           // target EIP - EIP at block entry
-  uint32_t reserved;
+  uint32_t guard;         // offset in the code buffer of its guard stub (link_exit), 0: none yet
 };
 
 /// Counters since creation.
@@ -119,11 +129,52 @@ class Jit {
   /// collected).
   void reset();
   JitStats stats() const;
+  /// Describe every block compiled from now on in /tmp/perf-<pid>.map (the
+  /// format `perf report` reads for JIT code): one symbol per region of a
+  /// block, named `jit.<region>@<linear address of the block>`, region one
+  /// of entry (the bookkeeping at entry), body (the instructions), exit
+  /// (the end_block() checks and the linked jump), jc (the inline jump
+  /// cache), slow (out-of-line slow paths) and tail (shared exit tails).
+  /// Best effort: false if the file cannot be opened.
+  bool enable_perf_map();
+
+  /// The return-address stack (JIT-PLAN.md §3 stage 2): an inline CALL
+  /// pushes where its return address leads in the code; a RET's exit pops
+  /// the top and, if it is its target and still valid, goes there instead
+  /// of through the jump cache. A ring (overflow drops the oldest entries);
+  /// emptied by reset().
+  struct RasEntry {
+    uint32_t ret_lin;     // linear address of the return address
+    uint32_t epoch;       // Cpu::code_epoch when pushed (any invalidation since: stale)
+    uint32_t phys_page;   // the physical page of ret_lin then
+    uint32_t caller_lin;  // linear address of the calling block's entry
+    const void* code;     // the calling block's continuation (a static exit to ret_lin)
+    uint64_t reserved;
+  };
+  struct Ras {
+    static constexpr uint32_t kEntries = 16;
+    RasEntry entry[kEntries];
+    uint32_t top;  // index of the top entry
+  };
+  Ras* ras() { return &ras_; }
+
+  /// The handler of a compiled block's first instruction in the Block
+  /// (the generated code calls its own copy of the original): an
+  /// interpreted block that chains here (chain.h end_block) runs the
+  /// compiled code, with the contract of the block's first handler; under
+  /// single-step (Cpu::stop_block) it runs the original handler.
+  static void enter_compiled(Cpu& c, const Insn& i);
 
   // Called by generated code (see jit.cpp).
   static void* link_exit(Jit* jit, JitExit* exit);
   static void* lookup_exit(Jit* jit, Block* from);
   static bool cond(Cpu* cpu, unsigned cc);
+  static uint32_t flags(Cpu* cpu);  // Cpu::flags_value()
+  static uint32_t carry(Cpu* cpu);  // Cpu::carry()
+  /// Run block `b` (entered, EIP at its start) by the handlers in the
+  /// Block, as the interpreter does, with Cpu::in_jit set: its last
+  /// handler's end_block() sets Cpu::jit_chain.
+  static void interpret(Cpu* cpu, Block* b);
   /// Where Cpu keeps the current TLB table pointer (for the inline lookup).
   static int32_t tlb_cur_offset(const Cpu& c);
 
@@ -136,7 +187,7 @@ class Jit {
   Cpu& cpu_;
   const BlockCache& cache_;
   uint32_t threshold_;
-  uint32_t window_ = 1;  // blocks start in window 0: their first hot_code() resets their count
+  uint16_t window_ = 1;  // blocks start in window 0: their first hot_code() resets their count (Block::jit_window)
   uint64_t window_start_ns_ = 0;
   int memfd_ = -1;
   uint8_t* rw_ = nullptr;   // the buffer as the emitter writes it
@@ -148,6 +199,11 @@ class Jit {
   const uint8_t* leave_ = nullptr;  // RX: returns from enter_
   bool wants_flush_ = false;
   uint8_t* eh_frame_ = nullptr;  // registered with __register_frame
+  std::FILE* perf_map_ = nullptr;  // enable_perf_map()
+  Ras ras_{};
+  struct {
+    size_t epoch_end, phys_end, target_end;
+  } guard_layout_{};  // where link_exit() patches a guard stub (jit.cpp emit_guard)
   JitStats stats_;
 };
 

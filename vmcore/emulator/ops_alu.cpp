@@ -579,6 +579,10 @@ bool translate_alu(const Decoded& d, Insn& in) {
                          : m == ZYDIS_MNEMONIC_SHR ? ShiftOp::kShr
                                                    : ShiftOp::kSar;
       in.fn = pick_shift(so, s, mem, cl);
+      if (s == 4 && !mem && !cl && so != ShiftOp::kRcl && so != ShiftOp::kRcr) {
+        in.jit = JitForm::kShift32RI;
+        in.aux2 = static_cast<uint8_t>(so);
+      }
       return true;
     }
     case ZYDIS_MNEMONIC_SHLD:

@@ -462,9 +462,11 @@ bool translate_data(const Decoded& d, Insn& in) {
       } else if (d.is_mem(0)) {
         if (!set_memory(d, 0, in)) return false;
         in.fn = s == 2 ? push_m<2> : push_m<4>;
+        if (s == 4) in.jit = JitForm::kPushM32;
       } else if (d.is_imm(0)) {
         in.imm = imm_of(d, 0) & (s == 2 ? 0xFFFFu : 0xFFFFFFFFu);
         in.fn = s == 2 ? push_i<2> : push_i<4>;
+        if (s == 4) in.jit = JitForm::kPushI32;
       } else {
         return false;
       }
