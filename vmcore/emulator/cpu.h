@@ -264,6 +264,14 @@ class Cpu {
   /// next() through the sentinel after their Insn's copy, jit.cpp.)
   bool in_jit = false;
   bool jit_chain = false;
+  /// Set by the engine for the first instructions after the CPU wakes from
+  /// HLT (EmulatorEngine::run): compiled code is not entered then, and
+  /// Jit::enter_compiled runs the block's own first handler. A wake-up of
+  /// an idle guest (its timer tick: ~3,600 instructions) runs with cold
+  /// host caches, where the interpreter's compact Insns cost less than
+  /// compiled code and the exits between compiled and interpreted blocks.
+  bool jit_paused = false;
+  uint64_t jit_paused_until = 0;  // icount at which jit_paused ends
   bool fpu_error_hint = false;
   uint64_t icount = 0;       // instructions retired (kept by the engine's block loop)
   /// Bumped whenever a decoded block may have gone away (invalidation, cache

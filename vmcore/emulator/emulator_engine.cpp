@@ -325,6 +325,9 @@ RunResult EmulatorEngine::run() {
 
   c.slice_end = c.icount + m.slice;
   if (m.jit) {
+    // Woken from HLT: interpret the first kColdWakeInstructions (Cpu::jit_paused).
+    c.jit_paused = c.halted;
+    c.jit_paused_until = c.icount + emu::kColdWakeInstructions;
     m.jit->update_window(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
             .count()));
@@ -352,6 +355,7 @@ RunResult EmulatorEngine::run() {
     try {
       for (;;) {
         if (EMU_UNLIKELY(c.icount >= c.slice_end)) return finish(StopReason::kKicked);
+        if (EMU_UNLIKELY(c.jit_paused) && c.icount >= c.jit_paused_until) c.jit_paused = false;
         c.exit_request.store(false, std::memory_order_relaxed);  // the reasons are looked at below
         if (EMU_UNLIKELY(m.invalidate_pending.load(std::memory_order_acquire))) m.process_invalidations();
         if (!m.virtual_clock && EMU_UNLIKELY(m.kick.load(std::memory_order_acquire))) {
@@ -395,7 +399,7 @@ RunResult EmulatorEngine::run() {
         c.stop_block = false;
         c.chain_budget = m.options.trace_blocks ? 0 : emu::kChainBudget;
         c.chain_from = nullptr;
-        if (void* code = m.jit ? m.jit->hot_code(b) : nullptr; code != nullptr) {
+        if (void* code = m.jit && !c.jit_paused ? m.jit->hot_code(b) : nullptr; code != nullptr) {
           m.jit->run(code);  // the block and those it chains to, compiled (jit.h); same contract
         } else {
           first->fn(c, *first);  // runs the block, and the blocks it chains to (ops.h next(), chain.h)

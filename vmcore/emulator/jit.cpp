@@ -1412,7 +1412,7 @@ void Jit::interpret(Cpu* c, Block* b) {
 
 void Jit::enter_compiled(Cpu& c, const Insn& i) {
   const Block* b = c.current_block;
-  if (EMU_UNLIKELY(c.stop_block)) {
+  if (EMU_UNLIKELY(c.stop_block | c.jit_paused)) {
     const auto first = reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first);
     first(c, i);
     return;

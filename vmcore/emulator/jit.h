@@ -73,6 +73,11 @@ struct JitStats {
   uint64_t compile_ns = 0;     // host time spent compiling
 };
 
+/// Instructions interpreted after the CPU wakes from HLT before compiled
+/// code is entered again (Cpu::jit_paused): more than an idle Debian
+/// guest's timer tick (~3,600), little against a burst of work.
+inline constexpr uint64_t kColdWakeInstructions = 20'000;
+
 class Jit {
  public:
   static constexpr uint32_t kDefaultThreshold = 16;
