@@ -299,6 +299,10 @@ Case make_case(Gen& g, Kind kind) {
       break;
     }
     case Kind::kIncDec:
+      if (g.below(3) == 0) {  // NOT or NEG r32 (or r/m8, a call) first
+        e.u8(g.below(4) == 0 ? 0xF6 : 0xF7);
+        e.u8(0xC0 | ((2 + g.below(2)) << 3) | r2);
+      }
       e.u8((g.below(2) ? 0x40 : 0x48) + r1);
       if (g.below(2)) e.u8((g.below(2) ? 0x40 : 0x48) + r2);  // after a known INC/DEC
       break;

@@ -1128,6 +1128,18 @@ class Compiler : public Xbyak::CodeGenerator {
         ended = true;
         return true;
       case JitForm::kShift32RI: return emit_shift(i);
+      case JitForm::kNot32:  // no flags
+        not_(dword[rbx + gpr_off(i.r1)]);
+        return true;
+      case JitForm::kNeg32:  // flags as SUB 0, a (alu.h neg)
+        mov(eax, dword[rbx + gpr_off(i.r1)]);
+        mov(dword[rbx + o(c_.lazy_a)], 0);
+        mov(dword[rbx + o(c_.lazy_b)], eax);
+        neg(eax);
+        mov(dword[rbx + gpr_off(i.r1)], eax);
+        set_lazy(Cpu::kLazySub, 4);
+        known_ = {true, Cpu::kLazySub, 4};
+        return true;
       case JitForm::kSetccR8:
       case JitForm::kCmovRR32: {
         // dl = the condition, from the known producer re-executed on the
