@@ -149,7 +149,7 @@ class Gen {
   std::mt19937 rng_;
 };
 
-enum class Kind { kAlu, kTest, kMov, kLea, kMovx, kIncDec, kPushPop, kCall, kRet, kJmp, kJcc, kShift };
+enum class Kind { kAlu, kTest, kMov, kLea, kMovx, kIncDec, kPushPop, kCall, kRet, kJmp, kJcc, kShift, kSetCmov };
 
 /// One case: the program at kCode, the registers to start with.
 struct Case {
@@ -181,7 +181,7 @@ Case make_case(Gen& g, Kind kind) {
   if (g.below(8) == 0) c.gpr[4] = 2;  // pushes wrap below 0
   Emitter e;
   if (g.below(4) != 0) g.producer(e);
-  if (kind == Kind::kShift || kind == Kind::kIncDec) {
+  if (kind == Kind::kShift || kind == Kind::kIncDec || kind == Kind::kSetCmov) {
     // Sometimes in the block before: the form then starts a block whose
     // flag producer the compiler does not know.
     if (g.below(3) == 0) {
@@ -299,6 +299,10 @@ Case make_case(Gen& g, Kind kind) {
       break;
     }
     case Kind::kIncDec:
+      if (g.below(3) == 0) {  // NOT or NEG r32 (or r/m8, a call) first
+        e.u8(g.below(4) == 0 ? 0xF6 : 0xF7);
+        e.u8(0xC0 | ((2 + g.below(2)) << 3) | r2);
+      }
       e.u8((g.below(2) ? 0x40 : 0x48) + r1);
       if (g.below(2)) e.u8((g.below(2) ? 0x40 : 0x48) + r2);  // after a known INC/DEC
       break;
@@ -342,6 +346,26 @@ Case make_case(Gen& g, Kind kind) {
       break;
     case Kind::kJcc:
       break;  // the Jcc below
+    case Kind::kSetCmov:
+      // SETcc r8 (AL..BH) or CMOVcc r32, r32 (or CMOVcc r32, m32: a call).
+      e.u8(0x0F);
+      switch (g.below(5)) {
+        case 0:
+        case 1:
+          e.u8(0x90 + g.below(16));
+          e.u8(0xC0 | g.below(8));
+          break;
+        case 2:
+        case 3:
+          e.u8(0x40 + g.below(16));
+          e.u8(0xC0 | (r1 << 3) | r2);
+          break;
+        default:
+          e.u8(0x40 + g.below(16));
+          g.modrm_mem(e, dst_not_base(r1), base, index);
+          break;
+      }
+      break;
     case Kind::kShift: {
       // ROL ROR SHL SHR SAR (and RCL, compiled as a handler call) r/m32 by
       // imm8 (0, 1, 31, 32 or any), then maybe another one or an INC.
@@ -464,6 +488,7 @@ TEST(EmuJit, RetMatchesTheInterpreter) { differential(Kind::kRet, 500, 9); }
 TEST(EmuJit, JmpMatchesTheInterpreter) { differential(Kind::kJmp, 300, 10); }
 TEST(EmuJit, JccAfterEveryProducerMatchesTheInterpreter) { differential(Kind::kJcc, 1000, 11); }
 TEST(EmuJit, ShiftsAndRotatesMatchTheInterpreter) { differential(Kind::kShift, 3000, 12); }
+TEST(EmuJit, SetccAndCmovccMatchTheInterpreter) { differential(Kind::kSetCmov, 2000, 13); }
 
 TEST(EmuJit, ParseSetting) {
   EXPECT_EQ(*parse_emulator_jit("off"), EmulatorJit::kOff);

@@ -49,6 +49,8 @@ enum class JitForm : uint8_t {
   kCallRel32, kRet32, kJmpRel32, kJccRel32,  // near, 32-bit operand size (RET without imm16)
   kShift32RI,  // ROL/ROR/SHL/SHR/SAR r32, imm8 (aux2: the ShiftOp)
   kPushI32, kPushM32,  // PUSH imm32 (imm), PUSH m32
+  kSetccR8, kCmovRR32,  // SETcc r8, CMOVcc r32, r32 (aux: the condition)
+  kNot32, kNeg32,       // NOT/NEG r32
   kAluFirst = 0x40,  // + operands << 3 + AluOp, up to kAluLast
   kAluLast = 0x40 + (4 << 3) + 7,
   kTestFirst = 0x68,  // + operands

@@ -485,6 +485,26 @@ class Compiler : public Xbyak::CodeGenerator {
       default: dec(a); break;
     }
   }
+  void setcc_host(unsigned cc, const Xbyak::Reg8& r) {
+    switch (cc & 15) {
+      case 0: seto(r); break;
+      case 1: setno(r); break;
+      case 2: setb(r); break;
+      case 3: setae(r); break;
+      case 4: sete(r); break;
+      case 5: setne(r); break;
+      case 6: setbe(r); break;
+      case 7: seta(r); break;
+      case 8: sets(r); break;
+      case 9: setns(r); break;
+      case 10: setp(r); break;
+      case 11: setnp(r); break;
+      case 12: setl(r); break;
+      case 13: setge(r); break;
+      case 14: setle(r); break;
+      default: setg(r); break;
+    }
+  }
   void jcc_host(unsigned cc, const Label& l) {
     switch (cc & 15) {
       case 0: jo(l, kNear); break;
@@ -1108,6 +1128,43 @@ class Compiler : public Xbyak::CodeGenerator {
         ended = true;
         return true;
       case JitForm::kShift32RI: return emit_shift(i);
+      case JitForm::kNot32:  // no flags
+        not_(dword[rbx + gpr_off(i.r1)]);
+        return true;
+      case JitForm::kNeg32:  // flags as SUB 0, a (alu.h neg)
+        mov(eax, dword[rbx + gpr_off(i.r1)]);
+        mov(dword[rbx + o(c_.lazy_a)], 0);
+        mov(dword[rbx + o(c_.lazy_b)], eax);
+        neg(eax);
+        mov(dword[rbx + gpr_off(i.r1)], eax);
+        set_lazy(Cpu::kLazySub, 4);
+        known_ = {true, Cpu::kLazySub, 4};
+        return true;
+      case JitForm::kSetccR8:
+      case JitForm::kCmovRR32: {
+        // dl = the condition, from the known producer re-executed on the
+        // host, else from Jit::cond().
+        if (known_.valid && known_.op != Cpu::kLazyNone) {
+          host_flags(known_.op, known_.size);
+          setcc_host(i.aux, dl);
+        } else {
+          mov(rdi, rbx);
+          mov(esi, i.aux);
+          call_abs(reinterpret_cast<const void*>(&Jit::cond));
+          mov(edx, eax);
+        }
+        if (i.jit == JitForm::kSetccR8) {
+          mov(byte[rbx + gpr_off(i.r1)], dl);
+        } else {  // no write when false (a 32-bit CMOV writes nothing then)
+          Label skip;
+          test(dl, dl);
+          jz(skip);
+          mov(eax, dword[rbx + gpr_off(i.r2)]);
+          mov(dword[rbx + gpr_off(i.r1)], eax);
+          L(skip);
+        }
+        return true;
+      }
       case JitForm::kJccRel32: {
         Label taken;
         if (known_.valid && known_.op != Cpu::kLazyNone) {

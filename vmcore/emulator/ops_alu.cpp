@@ -550,6 +550,8 @@ bool translate_alu(const Decoded& d, Insn& in) {
                                         : unary_size<Unary::kNeg>(s, mem);
       if (s == 4 && !mem && m == ZYDIS_MNEMONIC_INC) in.jit = JitForm::kInc32;
       if (s == 4 && !mem && m == ZYDIS_MNEMONIC_DEC) in.jit = JitForm::kDec32;
+      if (s == 4 && !mem && m == ZYDIS_MNEMONIC_NOT) in.jit = JitForm::kNot32;
+      if (s == 4 && !mem && m == ZYDIS_MNEMONIC_NEG) in.jit = JitForm::kNeg32;
       return true;
     }
     case ZYDIS_MNEMONIC_ROL:

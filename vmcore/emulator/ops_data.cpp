@@ -564,6 +564,7 @@ bool translate_data(const Decoded& d, Insn& in) {
         if (is_gpr(d, 0)) {
           set_reg_operand(d, 0, in.r1);
           in.fn = setcc<false>;
+          in.jit = JitForm::kSetccR8;
         } else if (d.is_mem(0)) {
           if (!set_memory(d, 0, in)) return false;
           in.fn = setcc<true>;
@@ -587,6 +588,7 @@ bool translate_data(const Decoded& d, Insn& in) {
           return false;
         }
         in.fn = s == 2 ? (mem ? cmovcc<2, true> : cmovcc<2, false>) : (mem ? cmovcc<4, true> : cmovcc<4, false>);
+        if (s == 4 && !mem) in.jit = JitForm::kCmovRR32;
         return true;
       }
       return false;
