@@ -572,11 +572,6 @@ TEST(EmuJit, SelfModifyingCodeInvalidatesCompiledBlocks) {
   }
 }
 
-}  // namespace
-}  // namespace twoostwo::vmcore::emutest
-
-namespace twoostwo::vmcore::emutest {
-namespace {
 
 /// kick() from another thread stops a compiled loop that never leaves its
 /// block chain (the exit checks Cpu::exit_request), with the instruction
@@ -606,11 +601,6 @@ TEST(EmuJit, AKickStopsACompiledLoop) {
   EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
 }
 
-}  // namespace
-}  // namespace twoostwo::vmcore::emutest
-
-namespace twoostwo::vmcore::emutest {
-namespace {
 
 /// TWOOSTWO_EMU_JIT_PERFMAP=1 describes compiled blocks in
 /// /tmp/perf-<pid>.map: the regions of the block at 0x1000.
@@ -637,11 +627,6 @@ TEST(EmuJit, PerfMapNamesTheRegionsOfABlock) {
   }
 }
 
-}  // namespace
-}  // namespace twoostwo::vmcore::emutest
-
-namespace twoostwo::vmcore::emutest {
-namespace {
 
 /// Block transitions (emuguests/jit.S): each snippet runs interpreted and
 /// compiled (threshold 0, so its first runs already link and push on the
@@ -690,6 +675,23 @@ class EmuJitTransitions : public ::testing::Test {
     for (unsigned r = 0; r < 8; ++r) EXPECT_EQ(a.state.gpr[r], b.state.gpr[r]) << "register " << r;
     return b;
   }
+  /// both() with paging, where ESI points at the PTE of page `page_sym` and
+  /// EDX holds a PTE (present, writable) of `copy_sym`: a copy of that page
+  /// whose byte at `patch_sym`'s offset is INC ECX. The snippet remaps the
+  /// page to its copy with these.
+  Result both_remapped(const std::string& label, const std::string& page_sym, const std::string& copy_sym,
+                       const std::string& patch_sym) {
+    const Program p = load_program("jit");
+    const uint32_t page = p.sym(page_sym), copy = p.sym(copy_sym);
+    EXPECT_EQ(page & 0xFFFu, 0u);
+    EXPECT_EQ(copy & 0xFFFu, 0u);
+    return both(label, true, [&](EmuMachine& m, CpuState& s) {
+      std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
+      m.ram.data()[copy + (p.sym(patch_sym) - page)] = 0x41;  // INC ECX
+      s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
+      s.gpr[kRdx] = copy | 3;
+    });
+  }
 };
 
 TEST_F(EmuJitTransitions, DeepRecursionWrapsTheReturnAddressStack) {
@@ -711,25 +713,11 @@ TEST_F(EmuJitTransitions, ARetAfterTheCalleeRewroteTheReturnSiteRunsTheNewCode) 
 }
 
 TEST_F(EmuJitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage) {
-  const Program p = load_program("jit");
-  const uint32_t page = p.sym("t_ras_remap"), copy = p.sym("remap_copy");
-  ASSERT_EQ(page & 0xFFFu, 0u);
-  ASSERT_EQ(copy & 0xFFFu, 0u);
-  const Result r = both("t_ras_remap", true, [&](EmuMachine& m, CpuState& s) {
-    std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
-    m.ram.data()[copy + (p.sym("remap_target") - page)] = 0x41;  // INC ECX
-    s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
-    s.gpr[kRdx] = copy | 3;
-  });
+  const Result r = both_remapped("t_ras_remap", "t_ras_remap", "remap_copy", "remap_target");
   EXPECT_EQ(r.state.gpr[kRax], 5u);
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
-}  // namespace
-}  // namespace twoostwo::vmcore::emutest
-
-namespace twoostwo::vmcore::emutest {
-namespace {
 
 TEST_F(EmuJitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
   const Result r = both("t_xlink_smc");
@@ -738,25 +726,11 @@ TEST_F(EmuJitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
 }
 
 TEST_F(EmuJitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
-  const Program p = load_program("jit");
-  const uint32_t page = p.sym("xremap_page"), copy = p.sym("xremap_copy");
-  ASSERT_EQ(page & 0xFFFu, 0u);
-  ASSERT_EQ(copy & 0xFFFu, 0u);
-  const Result r = both("t_xlink_remap", true, [&](EmuMachine& m, CpuState& s) {
-    std::memcpy(m.ram.data() + copy, m.ram.data() + page, 0x1000);
-    m.ram.data()[copy] = 0x41;  // INC ECX
-    s.gpr[kRsi] = kPageTable + 4 * (page >> 12);
-    s.gpr[kRdx] = copy | 3;
-  });
+  const Result r = both_remapped("t_xlink_remap", "xremap_page", "xremap_copy", "xremap_page");
   EXPECT_EQ(r.state.gpr[kRax], 5u);
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
-}  // namespace
-}  // namespace twoostwo::vmcore::emutest
-
-namespace twoostwo::vmcore::emutest {
-namespace {
 
 /// Single-step (TF) into compiled blocks: the loop runs a block's first
 /// instruction through the Block's handler, which the JIT has replaced
@@ -768,11 +742,6 @@ TEST_F(EmuJitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) 
   EXPECT_LT(r.state.gpr[kRbp], 0x100u);
 }
 
-}  // namespace
-}  // namespace twoostwo::vmcore::emutest
-
-namespace twoostwo::vmcore::emutest {
-namespace {
 
 TEST_F(EmuJitTransitions, ABlockCompiledWithAFlatSegmentChecksTheLimitOnceItIsNot) {
   const Result r = both("t_flat_then_not");

@@ -347,22 +347,28 @@ class Compiler : public Xbyak::CodeGenerator {
     else regions.emplace_back(getSize(), name);
   }
 
-  /// Relative call/jump to an absolute host address from the RX view.
-  void call_abs(const void* target) {
+  /// For a 5-byte rel32 call/jump emitted here to absolute host address
+  /// `target` (as the RX view runs it): the address xbyak must be given (it
+  /// computes rel32 in the RW view), or null if rel32 cannot reach.
+  const void* rel32_target(const void* target) const {
     const uint8_t* here_rx = rx_ + getSize() + 5;
     const int64_t rel = reinterpret_cast<const uint8_t*>(target) - here_rx;
-    if (rel == static_cast<int32_t>(rel)) {
-      call(reinterpret_cast<const void*>(reinterpret_cast<const uint8_t*>(target) - (rx_ - rw_)));
+    if (rel != static_cast<int32_t>(rel)) return nullptr;
+    return reinterpret_cast<const uint8_t*>(target) - (rx_ - rw_);
+  }
+  /// Relative call/jump to an absolute host address from the RX view (via
+  /// rax when out of rel32 range).
+  void call_abs(const void* target) {
+    if (const void* t = rel32_target(target)) {
+      call(t);
     } else {
       mov(rax, reinterpret_cast<uint64_t>(target));
       call(rax);
     }
   }
   void jmp_abs(const void* target) {
-    const uint8_t* here_rx = rx_ + getSize() + 5;
-    const int64_t rel = reinterpret_cast<const uint8_t*>(target) - here_rx;
-    if (rel == static_cast<int32_t>(rel)) {
-      jmp(reinterpret_cast<const void*>(reinterpret_cast<const uint8_t*>(target) - (rx_ - rw_)));
+    if (const void* t = rel32_target(target)) {
+      jmp(t);
     } else {
       mov(rax, reinterpret_cast<uint64_t>(target));
       jmp(rax);
