@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <regex>
 #include <string>
 #include <thread>
 
@@ -233,8 +234,10 @@ TEST_F(FabricLab, SwitchLearnedEachGuestAndKeepsUnicastOffOtherPorts) {
   });
   EXPECT_EQ(learned, (std::vector<size_t>{1, 1, 1})) << "one MAC per guest, on its own port";
   // Count the unicast frames for someone else that reach bob's port.
-  const auto bob_mac = bob().run("cat /sys/class/net/eth0/address").text;
-  StrayUnicast stray(bob_mac.substr(0, 17));
+  const auto bob_mac = bob().run("cat /sys/class/net/eth0/address");
+  ASSERT_EQ(bob_mac.status, 0) << bob_mac.error;
+  ASSERT_TRUE(std::regex_match(bob_mac.text, std::regex("([0-9a-f]{2}:){5}[0-9a-f]{2}\n"))) << bob_mac.text;
+  StrayUnicast stray(bob_mac.text.substr(0, 17));
   stray.bob_port = bob_;
   ft_->call([&] { bob_->add_tap(&stray); });
   auto o = alice().run("ping -c 5 -i 0.2 -W 5 10.0.0.3");
