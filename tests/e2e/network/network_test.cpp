@@ -274,6 +274,7 @@ TEST_F(NicLab, CountersMatchTheFramesOnTheWire) {
     struct Reading {
       uint64_t sys_tx = ~0ull, sys_rx = ~0ull, proc_tx = ~0ull, proc_rx = ~0ull;
       Hub::Counts wire;
+      std::string error;  // the guest did not answer (then the readings stop)
       bool operator==(const Reading& o) const {
         return sys_tx == o.sys_tx && sys_rx == o.sys_rx && proc_tx == o.proc_tx && proc_rx == o.proc_rx &&
                wire.from_port == o.wire.from_port && wire.to_port_for_it == o.wire.to_port_for_it;
@@ -291,6 +292,7 @@ TEST_F(NicLab, CountersMatchTheFramesOnTheWire) {
       std::getline(lines, rx);
       std::getline(lines, proc);
       std::smatch m;
+      if (o.status != 0) r.error = o.error.empty() ? "status " + std::to_string(o.status) : o.error;
       if (o.status == 0 && !tx.empty() && !rx.empty() && std::regex_search(proc, m, proc_line)) {
         r.sys_tx = std::stoull(tx);
         r.sys_rx = std::stoull(rx);
@@ -301,9 +303,11 @@ TEST_F(NicLab, CountersMatchTheFramesOnTheWire) {
       return r;
     };
     Reading last = read();
+    ASSERT_EQ(last.error, "") << "guest " << i;
     for (int attempt = 0; attempt < 20; ++attempt) {
       std::this_thread::sleep_for(500ms);
       const Reading now = read();
+      ASSERT_EQ(now.error, "") << "guest " << i;  // one timeout is enough: a hung guest does not come back
       const bool settled = now == last && now.wire.from_port == now.sys_tx && now.wire.to_port_for_it == now.sys_rx;
       last = now;
       if (settled) break;
