@@ -189,6 +189,42 @@ TEST_F(PitTest, Mode4OneshotAsLinuxNextEvent) {
   EXPECT_FALSE(pit.deadline_may_be_late());  // no deadline at all
 }
 
+/// A host clock on a loaded machine: every reading comes later than the one
+/// before (the thread may be preempted between any two readings).
+class SteppingClock final : public Clock {
+ public:
+  explicit SteppingClock(uint64_t step_ns) : step_(step_ns) {}
+  uint64_t now_ns() const override { return now_ += step_; }
+  bool is_virtual() const override { return false; }
+
+ private:
+  uint64_t step_;
+  mutable uint64_t now_ = 0;
+};
+
+TEST(PitPreempted, AOneshotCountIsNeverDroppedWhenTheClockMovesDuringTheWrite) {
+  // 5 ms between any two readings of the clock, against a count of 500
+  // ticks (0.42 ms): the edge must still be scheduled from the tick the
+  // count was loaded at, and come exactly once.
+  SteppingClock clock(5'000'000);
+  RecordingLine irq0;
+  Pit8254 pit{clock, irq0};
+  bus::IoBus bus;
+  ASSERT_TRUE(bus.add(0x40, 4, pit).has_value());
+  auto outb = [&](uint16_t port, uint8_t v) {
+    const uint8_t d[1] = {v};
+    bus.write(port, d);
+  };
+  outb(0x43, 0x38);  // pit_set_oneshot
+  outb(0x40, 500 & 0xFF);
+  outb(0x40, 500 >> 8);
+  const uint64_t deadline = pit.next_deadline_ns();
+  ASSERT_NE(deadline, TimedDevice::kNever) << "the programmed one-shot event was dropped";
+  pit.advance(deadline + 1'000'000'000);
+  EXPECT_EQ(irq0.rising_edges(), 1);
+  EXPECT_EQ(pit.next_deadline_ns(), TimedDevice::kNever);
+}
+
 TEST_F(PitTest, LobyteAndHibyteAccessModes) {
   outb(0x43, 0x14);  // ch 0, LSB only, mode 2
   outb(0x40, 0x50);

@@ -175,7 +175,8 @@ uint8_t Cmos::read_data(uint8_t index) {
   }
   switch (index) {
     case kRegA: {
-      const int64_t sub = wall_ns() - floor_div(wall_ns(), kNsPerSecond) * kNsPerSecond;
+      const int64_t wall = wall_ns();  // one reading (two could straddle a second boundary)
+      const int64_t sub = wall - floor_div(wall, kNsPerSecond) * kNsPerSecond;
       const bool uip = !set && sub >= kNsPerSecond - kUipWindowNs;
       return uint8_t((ram_[kRegA] & 0x7F) | (uip ? kAUip : 0));
     }

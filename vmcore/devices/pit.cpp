@@ -105,7 +105,7 @@ uint64_t Pit8254::next_edge_after(uint64_t tick) const {
   }
 }
 
-void Pit8254::reschedule() { next_edge_ = next_edge_after(now_tick()); }
+void Pit8254::reschedule(uint64_t tick) { next_edge_ = next_edge_after(tick); }
 
 void Pit8254::advance(uint64_t now_ns) {
   const uint64_t t = ticks_at(now_ns);
@@ -130,7 +130,7 @@ bool Pit8254::out(unsigned channel) const {
   return channel < 3 && out_at(ch_[channel], now_tick());
 }
 
-void Pit8254::load_count(Channel& c, uint16_t raw) {
+void Pit8254::load_count(Channel& c, uint16_t raw, uint64_t tick) {
   if (c.bcd) {
     if (!valid_bcd16(raw)) ++bad_;
     c.reload = raw == 0 ? 10000 : from_bcd16(raw);
@@ -147,7 +147,7 @@ void Pit8254::load_count(Channel& c, uint16_t raw) {
   } else {
     c.triggered = true;
     c.running = c.gate;
-    c.start_tick = now_tick();
+    c.start_tick = tick;
   }
 }
 
@@ -229,18 +229,26 @@ uint8_t Pit8254::read_byte(uint32_t offset) {
 }
 
 void Pit8254::write_byte(uint32_t offset, uint8_t value) {
-  advance(clock_.now_ns());  // edges due before this write happened first
+  // One reading of the clock for the whole write: edges due before it
+  // happen first, and a count loaded now starts at the same tick that its
+  // first edge is computed from. (Two readings let a one-shot count end
+  // between them when the host preempts this thread -- a few ms under load
+  // -- and the edge was then dropped: the guest's next timer interrupt
+  // never came.)
+  const uint64_t now_ns = clock_.now_ns();
+  advance(now_ns);
+  const uint64_t t = ticks_at(now_ns);
   if (offset == 3) {
-    write_control(value);
+    write_control(value, t);
     return;
   }
   Channel& c = ch_[offset];
   switch (c.rw) {
     case 1:
-      load_count(c, value);
+      load_count(c, value, t);
       break;
     case 2:
-      load_count(c, uint16_t(value << 8));
+      load_count(c, uint16_t(value << 8), t);
       break;
     default:
       if (!c.write_hi_next) {
@@ -251,14 +259,14 @@ void Pit8254::write_byte(uint32_t offset, uint8_t value) {
         }
       } else {
         c.write_hi_next = false;
-        load_count(c, uint16_t(c.write_lo | value << 8));
+        load_count(c, uint16_t(c.write_lo | value << 8), t);
       }
       break;
   }
-  if (offset == 0) reschedule();
+  if (offset == 0) reschedule(t);
 }
 
-void Pit8254::write_control(uint8_t v) {
+void Pit8254::write_control(uint8_t v, uint64_t tick) {
   const unsigned sc = v >> 6;
   if (sc == 3) {  // read-back: bit 5 = !COUNT, bit 4 = !STATUS, bits 3-1 = counters 2-0
     for (unsigned i = 0; i < 3; ++i) {
@@ -266,7 +274,7 @@ void Pit8254::write_control(uint8_t v) {
       Channel& c = ch_[i];
       if (!(v & 0x20)) latch_count(c);
       if (!(v & 0x10) && !c.status_latched) {
-        c.status = uint8_t((out_at(c, now_tick()) ? 0x80 : 0) | (c.null_count ? 0x40 : 0) |
+        c.status = uint8_t((out_at(c, tick) ? 0x80 : 0) | (c.null_count ? 0x40 : 0) |
                            c.rw << 4 | c.mode << 1 | (c.bcd ? 1 : 0));
         c.status_latched = true;
       }
@@ -289,7 +297,7 @@ void Pit8254::write_control(uint8_t v) {
   c.write_hi_next = c.read_hi_next = false;
   c.latch_state = 0;
   c.status_latched = false;
-  if (sc == 0) reschedule();
+  if (sc == 0) reschedule(tick);
 }
 
 uint8_t Pit8254::read_port61() {

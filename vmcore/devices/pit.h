@@ -129,13 +129,15 @@ class Pit8254 final : public bus::IoDevice, public TimedDevice {
   bool out_at(const Channel& c, uint64_t tick) const;
   uint16_t count_at(const Channel& c, uint64_t tick) const;
   uint64_t next_edge_after(uint64_t tick) const;  // channel 0
-  void reschedule();
-  void load_count(Channel& c, uint16_t raw);
+  /// Channel 0's next edge after input tick `tick`.
+  void reschedule(uint64_t tick);
+  /// Load count `raw` into `c` at input tick `tick` (counting starts there).
+  void load_count(Channel& c, uint16_t raw, uint64_t tick);
   void set_gate2(bool gate);
   void latch_count(Channel& c);
   uint8_t read_byte(uint32_t offset);
   void write_byte(uint32_t offset, uint8_t value);
-  void write_control(uint8_t value);
+  void write_control(uint8_t value, uint64_t tick);
   uint8_t read_port61();
   void write_port61(uint8_t value);
 
