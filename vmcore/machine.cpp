@@ -77,9 +77,7 @@ void Machine::advance_time(uint64_t now_ns) {
   devices_->cmos.advance(now_ns);
 }
 
-uint64_t Machine::next_deadline_ns() const {
-  return std::min(devices_->pit.next_deadline_ns(), devices_->cmos.next_deadline_ns());
-}
+uint64_t Machine::next_deadline_ns() const { return next_wake_ns(0); }
 
 uint64_t Machine::next_wake_ns(uint64_t slack_ns) const {
   auto wake = [slack_ns](const TimedDevice& d) {

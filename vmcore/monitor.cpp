@@ -220,8 +220,7 @@ void Monitor::Impl::wait_while_halted() {
       if (stop || guest_shutdown) break;
       machine->advance_time(clock->now_ns());
       if (machine->pic().interrupt_pending()) break;
-      const uint64_t next = clock->is_virtual() ? machine->next_deadline_ns()
-                                                : machine->next_wake_ns(options.timer_slack_ns);
+      const uint64_t next = machine->next_wake_ns(clock->is_virtual() ? 0 : options.timer_slack_ns);
       if (clock->is_virtual()) {
         // Guest time stands still while the CPU halts: jump to the next
         // deadline at once (frames still arrive through the I/O thread).

@@ -182,9 +182,9 @@ void Pit8254::set_gate2(bool gate) {
   }
 }
 
-void Pit8254::latch_count(Channel& c) {
+void Pit8254::latch_count(Channel& c, uint64_t tick) {
   if (c.latch_state != 0) return;  // a second latch before reading is ignored
-  c.latched = count_at(c, now_tick());
+  c.latched = count_at(c, tick);
   c.latch_state = c.rw;  // 1 lo, 2 hi, 3 lo then hi
 }
 
@@ -272,7 +272,7 @@ void Pit8254::write_control(uint8_t v, uint64_t tick) {
     for (unsigned i = 0; i < 3; ++i) {
       if (!(v & (2u << i))) continue;
       Channel& c = ch_[i];
-      if (!(v & 0x20)) latch_count(c);
+      if (!(v & 0x20)) latch_count(c, tick);
       if (!(v & 0x10) && !c.status_latched) {
         c.status = uint8_t((out_at(c, tick) ? 0x80 : 0) | (c.null_count ? 0x40 : 0) |
                            c.rw << 4 | c.mode << 1 | (c.bcd ? 1 : 0));
@@ -284,7 +284,7 @@ void Pit8254::write_control(uint8_t v, uint64_t tick) {
   Channel& c = ch_[sc];
   const uint8_t rw = (v >> 4) & 3;
   if (rw == 0) {  // counter latch command
-    latch_count(c);
+    latch_count(c, tick);
     return;
   }
   c.rw = rw;

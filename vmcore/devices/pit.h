@@ -134,7 +134,8 @@ class Pit8254 final : public bus::IoDevice, public TimedDevice {
   /// Load count `raw` into `c` at input tick `tick` (counting starts there).
   void load_count(Channel& c, uint16_t raw, uint64_t tick);
   void set_gate2(bool gate);
-  void latch_count(Channel& c);
+  /// Latch `c`'s count as it is at input tick `tick`.
+  void latch_count(Channel& c, uint64_t tick);
   uint8_t read_byte(uint32_t offset);
   void write_byte(uint32_t offset, uint8_t value);
   void write_control(uint8_t value, uint64_t tick);
