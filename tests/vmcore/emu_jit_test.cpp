@@ -572,7 +572,6 @@ TEST(EmuJit, SelfModifyingCodeInvalidatesCompiledBlocks) {
   }
 }
 
-
 /// kick() from another thread stops a compiled loop that never leaves its
 /// block chain (the exit checks Cpu::exit_request), with the instruction
 /// count exact: the loop body is 3 instructions, entered at its start.
@@ -601,7 +600,6 @@ TEST(EmuJit, AKickStopsACompiledLoop) {
   EXPECT_GT(m.engine->counters().blocks_compiled, 0u);
 }
 
-
 /// TWOOSTWO_EMU_JIT_PERFMAP=1 describes compiled blocks in
 /// /tmp/perf-<pid>.map: the regions of the block at 0x1000.
 TEST(EmuJit, PerfMapNamesTheRegionsOfABlock) {
@@ -626,7 +624,6 @@ TEST(EmuJit, PerfMapNamesTheRegionsOfABlock) {
     EXPECT_NE(text.find(fmt::format(" jit.{}@00001000\n", region)), std::string::npos) << region << " in:\n" << text;
   }
 }
-
 
 /// Block transitions (emuguests/jit.S): each snippet runs interpreted and
 /// compiled (threshold 0, so its first runs already link and push on the
@@ -718,7 +715,6 @@ TEST_F(EmuJitTransitions, ARetAfterTheCalleeRemappedTheReturnSiteRunsTheNewPage)
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
-
 TEST_F(EmuJitTransitions, ACrossPageLinkToRewrittenCodeRunsTheNewCode) {
   const Result r = both("t_xlink_smc");
   EXPECT_EQ(r.state.gpr[kRax], 5u);
@@ -731,7 +727,6 @@ TEST_F(EmuJitTransitions, ACrossPageLinkToARemappedPageRunsTheNewPage) {
   EXPECT_EQ(r.state.gpr[kRcx], 5u);
 }
 
-
 /// Single-step (TF) into compiled blocks: the loop runs a block's first
 /// instruction through the Block's handler, which the JIT has replaced
 /// (Jit::enter_compiled); it must run that one instruction only.
@@ -741,7 +736,6 @@ TEST_F(EmuJitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) 
   EXPECT_GT(r.state.gpr[kRbp], 9u);
   EXPECT_LT(r.state.gpr[kRbp], 0x100u);
 }
-
 
 TEST_F(EmuJitTransitions, ABlockCompiledWithAFlatSegmentChecksTheLimitOnceItIsNot) {
   const Result r = both("t_flat_then_not");
