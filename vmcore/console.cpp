@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace twoostwo::vmcore {
@@ -47,12 +48,20 @@ Result<void> Console::open_log(const std::string& path) {
 
 Result<void> Console::listen(const std::string& path) {
   ::unlink(path.c_str());
+  const std::string temporary = path + "~";
+  ::unlink(temporary.c_str());
   boost::system::error_code ec;
   auto acc = std::make_unique<stream_protocol::acceptor>(io_);
   acc->open(stream_protocol(), ec);
-  if (!ec) acc->bind(stream_protocol::endpoint(path), ec);
+  if (!ec) acc->bind(stream_protocol::endpoint(temporary), ec);
   if (!ec) acc->listen(8, ec);
-  if (ec) return fail(fmt::format("{}: cannot listen on console socket: {}", path, ec.message()));
+  if (!ec && ::rename(temporary.c_str(), path.c_str()) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+  }
+  if (ec) {
+    ::unlink(temporary.c_str());
+    return fail(fmt::format("{}: cannot listen on console socket: {}", path, ec.message()));
+  }
   acceptor_ = std::move(acc);
   socket_path_ = path;
   accept();

@@ -33,7 +33,11 @@ class Console {
   void echo_to_stdout(bool on) { echo_ = on; }
   /// Listen on a Unix stream socket at `path` (an existing socket file is
   /// replaced). Each client receives the last 64 KiB of output, then the
-  /// output as it comes. Errors name the path.
+  /// output as it comes. The socket is bound and listening under a
+  /// temporary name (`path` + "~") and then renamed to `path`, so a client
+  /// that sees `path` appear can connect at once (a bind() alone creates the
+  /// file before listen(), and a connect() in between is refused). Errors
+  /// name the path.
   Result<void> listen(const std::string& path);
 
   /// Guest output (from the CPU thread). Thread-safe; never blocks on clients:

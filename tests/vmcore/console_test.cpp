@@ -6,6 +6,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -90,6 +92,53 @@ TEST(ConsoleTest, LogsOutputServesBacklogAndLiveOutputAndForwardsInput) {
 
   io.stop();
   io_thread.join();
+  fs::remove_all(dir);
+}
+
+// A client that connects as soon as the socket file appears (what the tests'
+// Agent and a lab's tools do) is never refused: the file appears only once
+// the socket listens. A bind() straight to the path failed this within a
+// few hundred tries (ECONNREFUSED between bind() and listen()).
+TEST(ConsoleTest, TheSocketFileAppearsOnlyOnceItAcceptsConnections) {
+  const fs::path dir = fs::temp_directory_path() / ("twoostwo-console-race-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  int refused = 0;
+  for (int round = 0; round < 300; ++round) {
+    const fs::path sock = dir / ("c" + std::to_string(round) + ".sock");
+    std::atomic<bool> stop{false};
+    std::atomic<int> connected{0};
+    std::thread client([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+        const int r = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+        const int err = errno;
+        ::close(fd);
+        if (r == 0) {
+          connected = 1;
+          return;
+        }
+        if (err != ENOENT) {  // the file is there, but nobody listens
+          connected = -1;
+          return;
+        }
+      }
+    });
+    boost::asio::io_context io;
+    {
+      Console console(io, [](std::string_view) {});
+      ASSERT_TRUE(console.listen(sock.string()).has_value());
+      EXPECT_FALSE(fs::exists(sock.string() + "~"));
+      while (connected.load() == 0) std::this_thread::yield();
+      stop = true;
+      client.join();
+      if (connected.load() < 0) ++refused;
+    }
+    EXPECT_FALSE(fs::exists(sock)) << "the console removes its socket";
+  }
+  EXPECT_EQ(refused, 0) << "connections refused though the socket file existed";
   fs::remove_all(dir);
 }
 
