@@ -99,6 +99,11 @@ EMU_INLINE void link_blocks(Block* prev, Block* next, uint32_t lin, uint32_t tag
 /// it leaves both for the loop. Under the JIT (Cpu::in_jit) it only sets
 /// Cpu::jit_chain (unless stop_block) and returns: the generated code makes
 /// the same checks in its exit.
+/// A block chained to has reached Cpu::jit_threshold runs: compiles it if
+/// it ran that often within the JIT's counting window, else starts its
+/// count over (Jit::count_hot; without a JIT, only the latter).
+void jit_count_hot(Cpu& c, Block* n);
+
 EMU_INLINE void end_block(Cpu& c) {
   if (EMU_UNLIKELY(c.stop_block | c.in_jit)) {
     c.jit_chain = !c.stop_block;
@@ -121,6 +126,10 @@ EMU_INLINE void end_block(Cpu& c) {
   Block* n = find_block_fast(c, b, c.block_lin, lin, tag, from_chain);
   if (n == nullptr) return;
   if (!from_chain) link_blocks(b, n, lin, tag);
+  // Every run counts towards the JIT's threshold (jit.h): a block that
+  // becomes hot here is compiled, and its first handler then enters the
+  // compiled code (Jit::enter_compiled).
+  if (EMU_UNLIKELY(++n->jit_hits >= c.jit_threshold)) jit_count_hot(c, n);
   c.irq_shadow = false;  // it covered the instruction after STI / MOV SS at most
   c.current_block = n;
   c.block_eip = c.eip;

@@ -264,6 +264,10 @@ class Cpu {
   /// next() through the sentinel after their Insn's copy, jit.cpp.)
   bool in_jit = false;
   bool jit_chain = false;
+  /// Runs of a block (Block::jit_hits) at which end_block() asks the JIT
+  /// whether it has become hot (Jit::count_hot): the JIT's threshold, or
+  /// 0xFFFF without a JIT (the count then only wraps).
+  uint16_t jit_threshold = 0xFFFF;
   /// Set by the engine for the first instructions after the CPU wakes from
   /// HLT (EmulatorEngine::run): compiled code is not entered then, and
   /// Jit::enter_compiled runs the block's own first handler. A wake-up of

@@ -212,7 +212,7 @@ BlockPtr Decoder::decode(Cpu& cpu, uint32_t lin, uint32_t phys, unsigned mode, u
   }
   BlockPtr block = Block::create(scratch_);
   block->phys = phys;
-  block->mode = mode;
+  block->mode = static_cast<uint8_t>(mode);
   block->phys2 = phys2;
   block->byte_len = pos;
   block->x87 = std::move(x87_);

@@ -149,6 +149,8 @@ struct EmulatorEngine::Impl {
     ++blocks_decoded;
     if (cacheable && b == nullptr) {
       Block* inserted = cache.insert(std::move(nb));
+      // Its run count for the JIT starts in the current window (Jit::count_hot).
+      if (c.bind.jit != nullptr) inserted->jit_window = c.bind.jit->window();
       if (inserted->cached && inserted->phys2 == Block::kNoPhys2) {
         jump_cache[emu::jump_index(lin)] = emu::JumpEntry{lin, emu::jump_tag(c), inserted};
       }

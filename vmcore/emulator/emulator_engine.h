@@ -50,7 +50,7 @@
 namespace twoostwo::vmcore {
 
 /// The emulator's JIT (vmcore/emulator/jit.h): off (interpret only), on
-/// (compile blocks that ran jit_threshold times), always (compile every
+/// (compile blocks that ran jit_threshold times within 0.1-0.2 s), always (compile every
 /// block on its first run: tests).
 enum class EmulatorJit : uint8_t { kOff, kOn, kAlways };
 
@@ -77,7 +77,8 @@ struct EmulatorOptions {
   /// set, overrides it (tests run the whole suite with "always"). Off when
   /// tracing blocks (every block must go through the loop).
   EmulatorJit jit = EmulatorJit::kOff;
-  /// kOn: runs of a block before it is compiled (0: 16).
+  /// kOn: runs of a block within one to two 100 ms windows before it is
+  /// compiled (0: Jit::kDefaultThreshold, 1024; at most 65,534).
   uint32_t jit_threshold = 0;
   /// Code buffer per engine, in bytes (0: 16 MiB); everything compiled is
   /// dropped, with all decoded blocks, when it is full.

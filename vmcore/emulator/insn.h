@@ -136,18 +136,20 @@ struct alignas(64) Block {
   uint8_t chain_victim = 0;        // the slot the next new successor replaces
   // Bookkeeping of the block cache.
   bool dead = false;        // invalidated; freed at the next safe point
-  uint32_t mode = 0;        // Cpu::decode_mode() it was decoded in
+  uint8_t mode = 0;         // Cpu::decode_mode() it was decoded in
+  // The JIT's hotness count (jit.h Jit::hot_code, chain.h end_block): runs
+  // of this block since `jit_window`, the JIT's counting window in which
+  // the count started. Here, in the line that running and chaining read
+  // anyway, so that counting every run costs no extra cache line.
+  uint16_t jit_hits = 0;
+  uint16_t jit_window = 0;  // wraps harmlessly
   Block* hash_next = nullptr;
   Block* page_next = nullptr;   // in the list of the page of `phys`
   Block* page_next2 = nullptr;  // in the list of the page of `phys2`
   X87List x87;                  // Zydis decodings of the x87 instructions (Insn::imm2 indexes)
   void* storage = nullptr;      // what operator new returned; the Block sits at its first 64-byte boundary
-  // The JIT (jit.h): host code compiled from this block (null: interpreted),
-  // and how many times the loop or an exit has wanted it in the JIT's
-  // counting window `jit_window` (compiled at the threshold; Jit::hot_code).
+  // The JIT (jit.h): host code compiled from this block (null: interpreted).
   void* jit_code = nullptr;
-  uint32_t jit_hits = 0;
-  uint16_t jit_window = 0;  // the counting window jit_hits counts in (wraps harmlessly)
   /// The first instruction's handler before the JIT replaced it with
   /// Jit::enter_compiled (so that interpreted blocks chaining here run the
   /// compiled code), as a byte offset from Jit::enter_compiled (32 bits
@@ -161,7 +163,7 @@ struct alignas(64) Block {
   static BlockPtr create(std::span<const Insn> code);
 };
 static_assert(sizeof(Block) % alignof(Insn) == 0);
-static_assert(offsetof(Block, chain_victim) < 64, "the fields the hot paths read share one cache line");
+static_assert(offsetof(Block, jit_window) < 64, "the fields the hot paths read share one cache line");
 
 /// The handler of the sentinel after a block's last instruction: returns to
 /// the engine's block loop (see next() in ops.h).

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <xbyak/xbyak.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -1225,7 +1226,31 @@ class Compiler : public Xbyak::CodeGenerator {
 
 }  // namespace
 
-Jit::Jit(Cpu& cpu, const BlockCache& cache, uint32_t threshold) : cpu_(cpu), cache_(cache), threshold_(threshold) {}
+Jit::Jit(Cpu& cpu, const BlockCache& cache, uint32_t threshold)
+    : cpu_(cpu),
+      cache_(cache),
+      threshold_(static_cast<uint16_t>(std::clamp<uint32_t>(threshold, 1, kMaxThreshold))),
+      always_(threshold == 0) {
+  cpu_.jit_threshold = threshold_;
+}
+
+void* Jit::count_hot(Block* b) {
+  const uint16_t started = b->jit_window;
+  b->jit_hits = 0;
+  if (!always_ && static_cast<uint16_t>(window_ - started) > 1) {
+    b->jit_window = window_;  // too slow: count again from now
+    return nullptr;
+  }
+  return compile(b);
+}
+
+void jit_count_hot(Cpu& c, Block* n) {
+  if (c.bind.jit != nullptr && n->jit_code == nullptr) {
+    (void)c.bind.jit->count_hot(n);
+  } else {
+    n->jit_hits = 0;
+  }
+}
 
 Result<std::unique_ptr<Jit>> Jit::create(Cpu& cpu, const BlockCache& cache, uint32_t threshold, size_t cache_bytes) {
   std::unique_ptr<Jit> j(new Jit(cpu, cache, threshold));
@@ -1291,6 +1316,7 @@ bool Jit::enable_perf_map() {
 }
 
 Jit::~Jit() {
+  cpu_.jit_threshold = 0xFFFF;
   if (perf_map_ != nullptr) std::fclose(perf_map_);
   if (eh_frame_ != nullptr) {
     __deregister_frame(eh_frame_);
@@ -1347,7 +1373,6 @@ void* Jit::compile(Block* b) {
   } catch (const Xbyak::Error&) {
     // Out of room (or an emitter limit): interpret it; flush unless the
     // buffer is empty (then the block is too big for it and stays interpreted).
-    b->jit_hits = 0;
     wants_flush_ = used_ != code_start_;
     return nullptr;
   }
@@ -1394,7 +1419,9 @@ void* Jit::next_code(Block* from, uint32_t prev_lin, Block*& next) {
   next = find_block_fast(c, from, prev_lin, lin, tag, from_chain);  // may raise #PF, as in end_block()
   if (next == nullptr) return nullptr;
   if (!from_chain) link_blocks(from, next, lin, tag);
-  void* code = hot_code(next);
+  // Not counted here: an interpreted block goes back to the loop, which
+  // counts its run (hot_code()).
+  void* code = next->jit_code;
   if (code == nullptr) return nullptr;
   // Found through a chain slot: enter it in the jump cache too, so the
   // inline lookup of a dynamic exit (RET) finds it next time.

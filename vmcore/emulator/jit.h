@@ -2,8 +2,8 @@
 // of the interpreter's own Blocks into host x86-64 code.
 //
 // What is compiled: cached blocks (Block::cached, no second page) decoded in
-// 32-bit protected mode, once the loop or an exit has wanted them
-// `threshold` times. Each compiled block has the interpreter's boundaries
+// 32-bit protected mode, once they have run `threshold` times within a
+// short time (hot_code()). Each compiled block has the interpreter's boundaries
 // and instruction count, so icount, interrupt delivery points and the
 // virtual clock are exactly the interpreter's.
 //
@@ -80,21 +80,26 @@ inline constexpr uint64_t kColdWakeInstructions = 20'000;
 
 class Jit {
  public:
-  static constexpr uint32_t kDefaultThreshold = 16;
+  /// Runs per one to two windows: code that runs 5,000-10,000 times a second
+  /// or more (chosen by measurement: JIT-PLAN.md, "Hotness").
+  static constexpr uint32_t kDefaultThreshold = 1024;
+  static constexpr uint32_t kMaxThreshold = 0xFFFE;  // Block::jit_hits is 16 bits
   static constexpr size_t kDefaultCacheBytes = size_t{16} << 20;
 
-  /// The counting window of hot_code(): a block is compiled once it is
-  /// wanted `threshold` times within one window (a rate, not a count).
-  /// Code that runs a few dozen times a second, such as an idle guest's
-  /// timer tick (about 3,600 guest instructions per wake-up), stays
-  /// interpreted: run cold, once per wake-up, its compiled form (several
-  /// times larger than its Insns) cost an idle Debian guest 2.2% of a core
-  /// instead of 1.4%.
+  /// The counting window of hot_code(): a block is compiled once it has
+  /// run `threshold` times within at most two windows (a rate, not a
+  /// count). Every run counts: from the loop, from an interpreted block
+  /// (chain.h end_block) and from a compiled block's exit. Code that runs
+  /// only now and then stays interpreted, and so does code that runs once
+  /// per network frame or system call: run with cold host caches, its
+  /// compiled form (several times larger than its Insns) costs more than
+  /// interpreting it. An idle guest's timer tick compiled cost an idle
+  /// Debian guest 2.2% of a core instead of 1.4%.
   static constexpr uint64_t kWindowNs = 100'000'000;
 
-  /// A JIT for `cpu`'s blocks (kept in `cache`). `threshold`: times a block
-  /// is wanted within one window (kWindowNs) before it is compiled (0: at
-  /// once); `cache_bytes`: size of the
+  /// A JIT for `cpu`'s blocks (kept in `cache`). `threshold`: runs of a
+  /// block within at most two windows (kWindowNs) before it is compiled (0:
+  /// at its first run; at most kMaxThreshold); `cache_bytes`: size of the
   /// code buffer (at least 64 KiB). Fails if no executable memory can be
   /// mapped.
   static Result<std::unique_ptr<Jit>> create(Cpu& cpu, const BlockCache& cache, uint32_t threshold,
@@ -103,17 +108,21 @@ class Jit {
   Jit(const Jit&) = delete;
   Jit& operator=(const Jit&) = delete;
 
-  /// The host code of `b` if it is compiled, or if it has become hot now and
-  /// compiles; null to interpret it.
+  /// The host code of `b` if it is compiled, or if this run (counted
+  /// here) makes it hot and it compiles; null to interpret it.
   EMU_INLINE void* hot_code(Block* b) {
     if (b->jit_code != nullptr) return b->jit_code;
-    if (b->jit_window != window_) {
-      b->jit_window = window_;
-      b->jit_hits = 0;
-    }
     if (++b->jit_hits < threshold_) return nullptr;
-    return compile(b);
+    return count_hot(b);
   }
+  /// `b` (not compiled) has run `threshold` times since its count started
+  /// (Block::jit_window): compiles it if the count started in this window
+  /// or the one before, i.e. at a rate of at least `threshold` runs per
+  /// two windows, else starts the count over in this window. Either way
+  /// the count is 0 after. The code, or null.
+  void* count_hot(Block* b);
+  /// The current counting window (Block::jit_window of a count started now).
+  uint16_t window() const { return window_; }
   /// Called as a run begins, with the host's monotonic time in ns: starts a
   /// new counting window once kWindowNs have passed since the last one began.
   void update_window(uint64_t now_ns) {
@@ -191,8 +200,9 @@ class Jit {
 
   Cpu& cpu_;
   const BlockCache& cache_;
-  uint32_t threshold_;
-  uint16_t window_ = 1;  // blocks start in window 0: their first hot_code() resets their count (Block::jit_window)
+  uint16_t threshold_;  // 1 for "at the first run" (always_)
+  bool always_;
+  uint16_t window_ = 1;  // Block::jit_window of a block decoded now (set as it enters the cache)
   uint64_t window_start_ns_ = 0;
   int memfd_ = -1;
   uint8_t* rw_ = nullptr;   // the buffer as the emitter writes it
