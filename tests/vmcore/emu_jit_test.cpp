@@ -737,10 +737,25 @@ TEST_F(EmuJitTransitions, SingleStepThroughCompiledBlocksTrapsEveryInstruction) 
   EXPECT_LT(r.state.gpr[kRbp], 0x100u);
 }
 
+/// A POPF that sets TF ends its block (Cpu::write_eflags): the next
+/// instruction traps, not the end of the block, and compiled exits, which
+/// do not test TF, never see it set.
+TEST_F(EmuJitTransitions, APopfThatSetsTfTrapsAfterTheNextInstruction) {
+  const Result r = both("t_popf_tf");
+  EXPECT_EQ(r.state.gpr[kRax], 3u);
+  EXPECT_EQ(r.state.gpr[kRbp], 6u);  // after each INC, PUSHF, AND and the POPF that clears TF
+}
+
 TEST_F(EmuJitTransitions, ABlockCompiledWithAFlatSegmentChecksTheLimitOnceItIsNot) {
   const Result r = both("t_flat_then_not");
   EXPECT_EQ(r.state.gpr[kRbp], 0x100u + 13u);  // #GP on the last read
   EXPECT_EQ(r.state.gpr[kRbx], 3u);            // three reads completed
+}
+
+TEST_F(EmuJitTransitions, ASegmentLoadThatIsNotFlatEndsTheBlock) {
+  const Result r = both("t_flat_load_in_block");
+  EXPECT_EQ(r.state.gpr[kRbp], 0x100u + 13u);  // #GP on the read
+  EXPECT_EQ(r.state.gpr[kRbx], 0u);
 }
 
 }  // namespace

@@ -257,6 +257,10 @@ class Cpu {
   bool halted = false;
   bool irq_shadow = false;   // STI / MOV SS / POP SS: no interrupt before the next instruction
   bool irq_hint = false;     // the PIC had INTR asserted when last asked (under the device lock)
+  /// Set by other threads (kick, code invalidation) to make end_block return
+  /// to the loop; the loop clears it before it looks at why. Right after
+  /// irq_hint: a compiled block's exit tests both with one 16-bit load.
+  std::atomic<bool> exit_request{false};
   bool stop_block = false;   // leave the current block after this instruction
   /// Set while JIT code runs (jit.h): a branch handler's end_block() (chain.h)
   /// returns to the generated code instead of running the next block, after
@@ -295,9 +299,6 @@ class Cpu {
   uint32_t block_lin = 0;         // its linear address
   uint64_t slice_end = 0;         // icount at which the loop must get control back
   uint32_t chain_budget = 0;      // blocks that may still chain before the loop runs
-  /// Set by other threads (kick, code invalidation) to make end_block return
-  /// to the loop; the loop clears it before it looks at why.
-  std::atomic<bool> exit_request{false};
   const Block* chain_from = nullptr;  // the block that ended last, counted (for the loop's chaining)
   uint32_t chain_from_lin = 0;
   JumpEntry* jump_cache = nullptr;    // the engine's jump cache (chain.h)
@@ -585,10 +586,15 @@ class Cpu {
   }
   /// Write EFLAGS as POPF/IRET do: only the bits in `mask` change; bit 1
   /// stays set. Marks a pending-interrupt check if IF was turned on.
+  /// Setting TF ends the block too: the loop then single-steps the next
+  /// instruction and traps after it (SDM Vol. 3 §18.3.1.4, a POPF that sets
+  /// TF); and compiled code, which leaves TF out of its exits' checks, never
+  /// runs with TF set (jit.h).
   void write_eflags(uint32_t value, uint32_t mask) {
     const uint32_t old = flags();
     eflags = (eflags & ~mask) | (value & mask & kEflagsSettable) | kEflagsFixed;
     if (!(old & kIF) && (eflags & kIF)) stop_block = true;
+    if (!(old & kTF) && (eflags & kTF)) stop_block = true;
     if ((old ^ eflags) & kVM) recompute_segments();
   }
   void recompute_segments();
@@ -597,8 +603,20 @@ class Cpu {
   Descriptor read_descriptor(uint16_t sel, uint8_t vector_on_fault = kVecGP);
   void write_descriptor_hi(uint16_t sel, uint32_t hi);
   void set_accessed(uint16_t sel, Descriptor& d);
-  /// MOV/POP/LxS to a data or stack segment register (not CS).
+  /// MOV/POP/LxS to a data or stack segment register (not CS). A load
+  /// that leaves DS, ES or SS not flat (jit_flat()) ends the block, so that
+  /// compiled code, which is entered only when they are, stops there.
   void load_segment(unsigned sr, uint16_t sel);
+  void load_segment_cache(unsigned sr, uint16_t sel);  // the load itself (checks, descriptor, cache)
+  /// The segments are as compiled code assumes them (jit.h "Flat
+  /// segments"): DS, ES and SS with base 0 and every offset readable and
+  /// writable, SS 32-bit, and CS with a 4 GiB limit. Linux's, always.
+  bool jit_flat() const {
+    const auto flat = [](const SegmentCache& s) {
+      return s.base == 0 && s.rd_lo == 0 && s.rd_hi == 0xFFFFFFFFu && s.wr_lo == 0 && s.wr_hi == 0xFFFFFFFFu;
+    };
+    return flat(seg[kDs]) && flat(seg[kEs]) && flat(seg[kSs]) && seg[kSs].db && seg[kCs].limit == 0xFFFFFFFFu;
+  }
   /// Load CS in real/V86 mode (base = sel << 4).
   void load_cs_real(uint16_t sel);
   /// Load CS from a checked descriptor, setting CPL = `new_cpl`.

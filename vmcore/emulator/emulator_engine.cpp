@@ -401,7 +401,8 @@ RunResult EmulatorEngine::run() {
         c.stop_block = false;
         c.chain_budget = m.options.trace_blocks ? 0 : emu::kChainBudget;
         c.chain_from = nullptr;
-        if (void* code = m.jit && !c.jit_paused ? m.jit->hot_code(b) : nullptr; code != nullptr) {
+        // Compiled code runs only with flat segments (jit.h), Linux's always.
+        if (void* code = m.jit && !c.jit_paused && c.jit_flat() ? m.jit->hot_code(b) : nullptr; code != nullptr) {
           m.jit->run(code);  // the block and those it chains to, compiled (jit.h); same contract
         } else {
           first->fn(c, *first);  // runs the block, and the blocks it chains to (ops.h next(), chain.h)

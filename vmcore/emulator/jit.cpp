@@ -170,7 +170,8 @@ struct ExitData {
   Label nolink, helper;
 };
 
-/// The out-of-line part of an exit's checks (a pending interrupt: is IF set?).
+/// The out-of-line part of an exit's checks (a kick, or a pending
+/// interrupt: is IF set?).
 struct ColdExit {
   Label irq, go;
 };
@@ -194,7 +195,6 @@ class Compiler : public Xbyak::CodeGenerator {
     mov(byte[rbx + o(c_.irq_shadow)], 0);
     mov(r12d, dword[rbx + o(c_.eip)]);
     mov(dword[rbx + o(c_.block_eip)], r12d);
-    emit_flat_guard();
     region("body");
     uint32_t off = 0;
     bool eip_exact = true;  // c.eip == entry + off
@@ -249,21 +249,6 @@ class Compiler : public Xbyak::CodeGenerator {
       L(k.label);
       emit_link(k.off);
     }
-    if (flat_rd_ | flat_wr_) {
-      // Not flat after all: the whole block by its handlers, in the Block
-      // (Jit::interpret), then the exit of a block-ending handler.
-      region("slow");
-      L(nonflat_);
-      mov(rdi, rbx);
-      mov(rsi, reinterpret_cast<uint64_t>(&b_));
-      call_abs(reinterpret_cast<const void*>(&Jit::interpret));
-      cmp(byte[rbx + o(c_.stop_block)], 0);
-      jne(stop_, kNear);
-      cmp(byte[rbx + o(c_.jit_chain)], 0);
-      je(stop_, kNear);
-      mov(byte[rbx + o(c_.jit_chain)], 0);
-      emit_exit(false, 0);
-    }
     // The exits' cold paths: before a link, a pending interrupt. Then the
     // block's jump cache lookup, shared by its exits.
     region("tail");
@@ -281,6 +266,10 @@ class Compiler : public Xbyak::CodeGenerator {
     }
     for (ColdExit& k : cold_) {
       L(k.irq);
+      cmp(byte[rbx + o(c_.exit_request)], 0);
+      jne(to_loop_, kNear);
+      cmp(byte[rbx + o(c_.irq_hint)], 0);
+      je(k.go, kNear);
       test(dword[rbx + o(c_.eflags)], kIF);
       jz(k.go, kNear);
       jmp(to_loop_, kNear);
@@ -436,14 +425,14 @@ class Compiler : public Xbyak::CodeGenerator {
   /// Offset in eax (segment `sr`): the checks of Cpu::read/write and the
   /// TLB hit test of read_lin/write_lin; any miss jumps to `slow`. Leaves
   /// the linear address in eax and the host addend in r11.
-  /// In a block whose entry checked that `sr` is flat (flat_rd_/flat_wr_)
-  /// the segment check and base are left out: offsets are linear
+  /// For DS, ES and SS (kFlat) the segment check and base are left out
+  /// (compiled code runs only while they are flat, jit.h): offsets are linear
   /// addresses, and an access that wraps at 4 GiB (a limit violation)
   /// misses the TLB test, whose tag is never page 0 at the index of page
   /// 0xFFFFF, so it goes to the handler too.
   void emit_access(unsigned sr, unsigned size, bool write, Label& slow) {
     const SegmentCache& s = c_.seg[sr];
-    if ((((write ? flat_wr_ : flat_rd_) >> sr) & 1) == 0) {
+    if (((kFlat >> sr) & 1) == 0) {
       cmp(eax, dword[rbx + o(write ? s.wr_lo : s.rd_lo)]);
       jb(slow, kNear);
       lea(rdx, ptr[rax + (size - 1)]);
@@ -549,17 +538,12 @@ class Compiler : public Xbyak::CodeGenerator {
     mov(qword[rbx + o(c_.icount)], rax);
     cmp(rax, qword[rbx + o(c_.slice_end)]);
     jae(to_loop_, kNear);
-    cmp(byte[rbx + o(c_.exit_request)], 0);
-    jne(to_loop_, kNear);
-    test(dword[rbx + o(c_.eflags)], kTF);
-    jnz(to_loop_, kNear);
-    cmp(byte[rbx + o(c_.irq_hint)], 0);
+    // Cpu::irq_hint and Cpu::exit_request in one load (k.irq tells them
+    // apart). No TF and no CS limit check: see jit.h "Flat segments".
+    cmp(word[rbx + o(c_.irq_hint)], 0);
     jne(k.irq, kNear);
     L(k.go);
     inc(qword[rbx + o(c_.blocks_chained)]);
-    // Links and the inline jump cache skip block_may_run()'s CS limit check.
-    cmp(dword[rbx + o(c_.seg[kCs].limit)], 0xFFFFFFFFu);
-    jne(miss_, kNear);
     if (static_target) {
       emit_link(off);
     } else {
@@ -789,92 +773,6 @@ class Compiler : public Xbyak::CodeGenerator {
     return true;
   }
 
-  /// The segments (bit per SegReg) the inline forms of `i` read and write.
-  static void segments_used(const Insn& i, unsigned& rd, unsigned& wr) {
-    const auto form = static_cast<unsigned>(i.jit);
-    const unsigned seg = 1u << i.seg;
-    if (form >= static_cast<unsigned>(JitForm::kAluFirst) && form <= static_cast<unsigned>(JitForm::kAluLast)) {
-      const auto ops = static_cast<JitOperands>((form - static_cast<unsigned>(JitForm::kAluFirst)) >> 3);
-      if (ops == JitOperands::kRM) rd |= seg;
-      if (ops == JitOperands::kMR || ops == JitOperands::kMI) {
-        if (static_cast<AluOp>(form & 7) == AluOp::kCmp) rd |= seg;
-        else wr |= seg;  // read_for_write: the write range alone
-      }
-      return;
-    }
-    if (form >= static_cast<unsigned>(JitForm::kTestFirst) && form <= static_cast<unsigned>(JitForm::kTestLast)) {
-      const auto ops = static_cast<JitOperands>(form - static_cast<unsigned>(JitForm::kTestFirst));
-      if (ops == JitOperands::kMR || ops == JitOperands::kMI) rd |= seg;
-      return;
-    }
-    switch (i.jit) {
-      case JitForm::kMovRM:
-      case JitForm::kMovzxM8:
-      case JitForm::kMovzxM16:
-      case JitForm::kMovsxM8:
-      case JitForm::kMovsxM16: rd |= seg; break;
-      case JitForm::kMovMR:
-      case JitForm::kMovMI: wr |= seg; break;
-      case JitForm::kPushM32: rd |= seg; wr |= 1u << kSs; break;
-      case JitForm::kPush32:
-      case JitForm::kPushI32:
-      case JitForm::kCallRel32: wr |= 1u << kSs; break;
-      case JitForm::kPop32:
-      case JitForm::kRet32: rd |= 1u << kSs; break;
-      default: break;
-    }
-  }
-
-  /// Flat segments (JIT-PLAN.md §3 stage 2): if the segments among DS, ES
-  /// and SS that the block's inline forms use are flat now (base 0, the
-  /// whole 4 GiB readable, and writable where written; SS also 32-bit),
-  /// compile their accesses without the segment check, and check at entry
-  /// that they still are; if not, the block runs by its handlers
-  /// (nonflat_). FS and GS (Linux's per-CPU and TLS segments) keep the
-  /// check in every access.
-  void emit_flat_guard() {
-    unsigned rd = 0, wr = 0;
-    for (uint32_t k = 0; k < b_.count; ++k) segments_used(b_.insns()[k], rd, wr);
-    const unsigned candidates = (1u << kDs) | (1u << kEs) | (1u << kSs);
-    rd &= candidates;
-    wr &= candidates;
-    auto whole = [](uint32_t lo, uint32_t hi) { return lo == 0 && hi == 0xFFFFFFFFu; };
-    for (unsigned sr : {kDs, kEs, kSs}) {
-      const SegmentCache& s = c_.seg[sr];
-      const bool flat = s.base == 0 && (!((rd >> sr) & 1) || whole(s.rd_lo, s.rd_hi)) &&
-                        (!((wr >> sr) & 1) || whole(s.wr_lo, s.wr_hi)) && (sr != kSs || s.db);
-      if (!flat) {
-        rd &= ~(1u << sr);
-        wr &= ~(1u << sr);
-      }
-    }
-    if ((rd | wr) == 0) return;
-    static_assert(sizeof(SegmentCache::rd_lo) == 4 && sizeof(SegmentCache::wr_lo) == 4);
-    mov(r8, uint64_t{0xFFFFFFFF00000000u});  // lo = 0, hi = 0xFFFFFFFF
-    for (unsigned sr : {kDs, kEs, kSs}) {
-      const SegmentCache& s = c_.seg[sr];
-      if (!(((rd | wr) >> sr) & 1)) continue;
-      cmp(dword[rbx + o(s.base)], 0);
-      jne(nonflat_, kNear);
-      if ((rd >> sr) & 1) {
-        static_assert(offsetof(SegmentCache, rd_hi) == offsetof(SegmentCache, rd_lo) + 4);
-        cmp(qword[rbx + o(s.rd_lo)], r8);
-        jne(nonflat_, kNear);
-      }
-      if ((wr >> sr) & 1) {
-        static_assert(offsetof(SegmentCache, wr_hi) == offsetof(SegmentCache, wr_lo) + 4);
-        cmp(qword[rbx + o(s.wr_lo)], r8);
-        jne(nonflat_, kNear);
-      }
-      if (sr == kSs) {
-        cmp(byte[rbx + o(s.db)], 0);
-        je(nonflat_, kNear);
-      }
-    }
-    flat_rd_ = rd;
-    flat_wr_ = wr;
-  }
-
   /// The inline code of `i` (at `off` from the entry) if its form has one.
   bool emit_inline(const Insn& i, uint32_t off, bool& ended) {
     const auto form = static_cast<unsigned>(i.jit);
@@ -1087,10 +985,6 @@ class Compiler : public Xbyak::CodeGenerator {
           emit_mem(i, 4, false, s.entry);
           mov(r9d, dword[r11 + rax]);
         }
-        if (((flat_rd_ | flat_wr_) & (1u << kSs)) == 0) {  // else the entry checked SS.B
-          cmp(byte[rbx + o(c_.seg[kSs].db)], 0);  // a 16-bit stack: the handler
-          je(s.entry, kNear);
-        }
         mov(eax, dword[rbx + gpr_off(4 * kEsp)]);
         if (push) sub(eax, 4);
         emit_access(kSs, 4, push, s.entry);
@@ -1204,8 +1098,10 @@ class Compiler : public Xbyak::CodeGenerator {
   Jit* jit_;
   Known known_;
   const char* region_ = nullptr;
-  unsigned flat_rd_ = 0, flat_wr_ = 0;  // segments (bits) checked flat at entry (emit_flat_guard)
-  Label stop_, to_loop_, miss_, nonflat_, jc_;
+  /// The segments whose accesses have no check: flat whenever compiled
+  /// code runs (Cpu::jit_flat; SS also 32-bit, so pushes and pops use ESP).
+  static constexpr unsigned kFlat = (1u << kDs) | (1u << kEs) | (1u << kSs);
+  Label stop_, to_loop_, miss_, jc_;
   std::vector<Slow> slows_;   // grows: Labels must not move once used, so reserve
   std::deque<ExitData> exits_;  // deques: Labels must not move once used
   std::deque<ColdExit> cold_;
@@ -1253,6 +1149,10 @@ void jit_count_hot(Cpu& c, Block* n) {
 }
 
 Result<std::unique_ptr<Jit>> Jit::create(Cpu& cpu, const BlockCache& cache, uint32_t threshold, size_t cache_bytes) {
+  // The exits read irq_hint and exit_request as one 16-bit word.
+  if (off_of(cpu, cpu.exit_request) != off_of(cpu, cpu.irq_hint) + 1) {
+    return fail("emulator JIT: Cpu::exit_request does not follow Cpu::irq_hint");
+  }
   std::unique_ptr<Jit> j(new Jit(cpu, cache, threshold));
   if (auto r = j->map(std::max(cache_bytes, kMinCacheBytes)); !r) return std::unexpected(r.error());
   return j;
@@ -1492,17 +1392,9 @@ void* Jit::link_exit(Jit* jit, JitExit* e) {
   return code;
 }
 
-void Jit::interpret(Cpu* c, Block* b) {
-  const Insn& f = b->insns()[0];
-  const Handler first = b->jit_first != 0
-                            ? reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first)
-                            : f.fn;
-  first(*c, f);
-}
-
 void Jit::enter_compiled(Cpu& c, const Insn& i) {
   const Block* b = c.current_block;
-  if (EMU_UNLIKELY(c.stop_block | c.jit_paused)) {
+  if (EMU_UNLIKELY(c.stop_block | c.jit_paused | !c.jit_flat())) {
     const auto first = reinterpret_cast<Handler>(reinterpret_cast<intptr_t>(&Jit::enter_compiled) + b->jit_first);
     first(c, i);
     return;

@@ -10,9 +10,8 @@
 // Generated code (rbx = Cpu*, r12d = EIP at block entry):
 // - the forms of JitForm (insn.h) inline: guest registers and lazy flags are
 //   read and written in Cpu as the handlers do; memory goes through the
-//   segment check (left out for DS/ES/SS when they were flat at compile
-//   time and still are at entry; else the block runs by its handlers,
-//   Jit::interpret) and the TLB inline, and any miss (TLB, segment limit, a
+//   segment check (FS and GS only: see "Flat segments") and the TLB inline,
+//   and any miss (TLB, segment limit, a
 //   write to a code page — which never has a write tag — or MMIO) calls the
 //   instruction's handler instead, after storing EIP. Inline code cannot
 //   fault, so faults are precise: they are the handlers' CpuExceptions,
@@ -23,8 +22,8 @@
 //   ops.h next() returns here), with Cpu::in_jit set (so chain.h
 //   end_block() returns too); then a check of Cpu::stop_block (leave for
 //   the loop).
-// - the block end: the checks of end_block() (slice end, kick, TF, a
-//   pending interrupt with IF), then a patched direct jump to the next
+// - the block end: the checks of end_block() (slice end, kick, a pending
+//   interrupt with IF; TF cannot be set, see below), then a patched direct jump to the next
 //   block's code when the target is static: straight to it in the same
 //   linear and physical page, else through a guard stub (code epoch and TLB
 //   checked); a RET through the return-address stack (Ras) that inline
@@ -33,6 +32,19 @@
 //   the block's end.
 // - interpreted blocks that chain into a compiled one enter its code: the
 //   Block's first handler becomes Jit::enter_compiled.
+//
+// Flat segments: compiled code is entered (by the loop, Jit::run, and by
+// Jit::enter_compiled) only while Cpu::jit_flat() holds: DS, ES and SS have
+// base 0 and every offset readable and writable, SS is 32-bit, CS has a
+// 4 GiB limit. So accesses through DS/ES/SS have no segment check, and the
+// exits, links and jump cache no CS limit check. Every change that can
+// break this ends the block before compiled code goes on: Cpu::load_segment
+// (DS/ES/SS not flat after it), any CS load (Cpu::load_cs, sysenter/sysexit),
+// mode and task switches, far transfers, interrupts and IRET (back to the
+// loop anyway). Likewise TF: Cpu::write_eflags (POPF) ends the block when it
+// sets TF, and the loop single-steps while TF is set, so the exits need not
+// test it. Linux's segments are always flat; a guest whose are not runs
+// interpreted.
 //
 // Memory: one memfd of `cache_bytes` mapped twice (RW for the emitter and
 // link patching, RX to run; a single RWX mapping if that fails), bump
@@ -176,7 +188,9 @@ class Jit {
   /// (the generated code calls its own copy of the original): an
   /// interpreted block that chains here (chain.h end_block) runs the
   /// compiled code, with the contract of the block's first handler; under
-  /// single-step (Cpu::stop_block) it runs the original handler.
+  /// single-step (Cpu::stop_block), after a wake-up (Cpu::jit_paused) and
+  /// with segments that are not flat (Cpu::jit_flat) it runs the original
+  /// handler.
   static void enter_compiled(Cpu& c, const Insn& i);
 
   // Called by generated code (see jit.cpp).
@@ -185,10 +199,6 @@ class Jit {
   static bool cond(Cpu* cpu, unsigned cc);
   static uint32_t flags(Cpu* cpu);  // Cpu::flags_value()
   static uint32_t carry(Cpu* cpu);  // Cpu::carry()
-  /// Run block `b` (entered, EIP at its start) by the handlers in the
-  /// Block, as the interpreter does, with Cpu::in_jit set: its last
-  /// handler's end_block() sets Cpu::jit_chain.
-  static void interpret(Cpu* cpu, Block* b);
   /// Where Cpu keeps the current TLB table pointer (for the inline lookup).
   static int32_t tlb_cur_offset(const Cpu& c);
 

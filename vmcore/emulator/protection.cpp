@@ -86,6 +86,11 @@ void Cpu::set_accessed(uint16_t sel, Descriptor& d) {
 // Segment register loads
 
 void Cpu::load_segment(unsigned sr, uint16_t sel) {
+  load_segment_cache(sr, sel);
+  if ((sr == kDs || sr == kEs || sr == kSs) && !jit_flat()) stop_block = true;
+}
+
+void Cpu::load_segment_cache(unsigned sr, uint16_t sel) {
   SegmentCache& s = seg[sr];
   if (!protected_mode() || v86()) {
     s.selector = sel;

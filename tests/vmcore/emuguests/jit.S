@@ -50,6 +50,24 @@ t_single_step:
 	popfl
 	hlt
 
+# A POPF that sets TF in the middle of a block: the instruction after it
+# runs, then #DB, and so on for each instruction until the POPF that clears
+# TF (SDM Vol. 3 §18.3.1.4), which traps too: EBP = 3 + 3, EAX = 3.
+	.globl	t_popf_tf
+t_popf_tf:
+	xorl	%ebp, %ebp
+	xorl	%eax, %eax
+	pushfl
+	orl	$0x100, (%esp)
+	popfl
+	incl	%eax
+	incl	%eax
+	incl	%eax
+	pushfl
+	andl	$~0x100, (%esp)
+	popfl
+	hlt
+
 # EAX = 50 * (1 + 2 + ... + 40), EBX = 50 * 40: recursion deeper than the
 # return-address stack (16 entries), so it wraps and its oldest entries miss.
 	.globl	t_ras_calls
@@ -217,6 +235,21 @@ t_flat_then_not:
 	call	flat_read
 	movl	$0x2000, %esi
 	call	flat_read
+	hlt
+
+# DS loaded with the 4 KiB segment and read past its limit in the same
+# block, from a page the TLB holds (the first read): the load ends the
+# block (Cpu::load_segment), so the read is checked: #GP (EBP = 0x10d),
+# EBX = 0.
+	.globl	t_flat_load_in_block
+t_flat_load_in_block:
+	xorl	%ebx, %ebx
+	movl	$0x2000, %esi
+	movl	(%esi), %edx
+	movw	$0x38, %cx
+	movw	%cx, %ds
+	movl	(%esi), %edx
+	incl	%ebx
 	hlt
 flat_read:
 	movl	(%esi), %edx
