@@ -96,7 +96,9 @@ EMU_INLINE void link_blocks(Block* prev, Block* next, uint32_t lin, uint32_t tag
 /// (see the top of this file). Returns to the loop with Cpu::current_block
 /// null (counted) and Cpu::chain_from the block to chain from; with
 /// stop_block set (single-step, or an instruction asked the block to stop)
-/// it leaves both for the loop. Under the JIT (Cpu::in_jit) it only sets
+/// it leaves both for the loop. TF is never set here: the loop single-steps
+/// while it is (stop_block), and an instruction that sets it ends its block
+/// (Cpu::write_eflags; jit.h "Flat segments"). Under the JIT (Cpu::in_jit) it only sets
 /// Cpu::jit_chain (unless stop_block) and returns: the generated code makes
 /// the same checks in its exit.
 /// A block chained to has reached Cpu::jit_threshold runs: compiles it if
@@ -115,7 +117,7 @@ EMU_INLINE void end_block(Cpu& c) {
   c.chain_from = b->cached ? b : nullptr;
   c.chain_from_lin = c.block_lin;
   if (EMU_UNLIKELY(c.icount >= c.slice_end || c.chain_budget == 0 ||
-                   c.exit_request.load(std::memory_order_relaxed) || (c.eflags & kTF) ||
+                   c.exit_request.load(std::memory_order_relaxed) ||
                    (c.irq_hint && (c.eflags & kIF)) || !b->cached)) {
     return;
   }

@@ -50,8 +50,8 @@
 namespace twoostwo::vmcore {
 
 /// The emulator's JIT (vmcore/emulator/jit.h): off (interpret only), on
-/// (compile blocks that ran jit_threshold times within 0.1-0.2 s), always (compile every
-/// block on its first run: tests).
+/// (compile blocks that ran jit_threshold times within 0.1-0.2 s), always
+/// (compile every block on its first run: tests).
 enum class EmulatorJit : uint8_t { kOff, kOn, kAlways };
 
 /// "off" / "on" / "always" (the values of TWOOSTWO_EMU_JIT and of
