@@ -43,7 +43,7 @@
 // B→A forwarded) and --warmup seconds of the same traffic run untimed, so the
 // timed part sees a steady state with both switches forwarding to a known
 // port. Each run gets a fresh switch process; with --repeat the runs of one
-// frame size take turns (off, capture, vde_switch, direct, then the reverse
+// frame size take turns (off, capture, vde_switch, direct, relay, then the reverse
 // order), and the table shows the median run with the range.
 //
 // Reading the numbers
@@ -61,15 +61,25 @@
 //     and CPU per frame tells what the switch itself costs.
 //   - "direct": the same two clients on one socketpair with no switch, the
 //     ceiling the clients allow on this machine.
+//   - "relay": the same two clients through a minimal forwarder in its own
+//     process on two socketpairs: poll(2), recvmmsg(2) of up to 64 frames
+//     from the ready end, one blocking sendmmsg(2) of them to the other; no
+//     switching, no queues, no event library. It pays what any switch
+//     process between two SOCK_SEQPACKET ports pays in the kernel (a second
+//     send and receive per frame) and a third busy thread on the machine's
+//     cores, and nothing else: the floor of such a switch, and so the
+//     highest ratio to vde_switch that any work in the switch's user space
+//     could reach here.
 //
 // Not measured: flooding, VLAN tagging, many ports, the monitors' own cost.
 // If the bench dies half-way, its switch processes end on their own: the
 // fabric child when the control socket closes, vde_switch on EOF on stdin.
 //
 //   fabric_bench [--seconds 3] [--warmup 0.5] [--sizes 64,1514] [--batch 32]
-//                [--repeat 1] [--no-vde] [--no-capture] [--capture-dir DIR]
+//                [--repeat 1] [--no-vde] [--no-capture] [--no-relay] [--capture-dir DIR]
 //                [--keep-captures] [--vde-switch PATH] [--verbose]
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -594,6 +604,70 @@ CellResult run_direct(const TrafficOptions& o) {
   return cell;
 }
 
+// The floor of a switch process between two SOCK_SEQPACKET ports (see the
+// header, "relay"): forwards whatever arrives on one end to the other until
+// either end hangs up.
+[[noreturn]] void relay_child(int x, int y) {
+  std::vector<std::byte> buffers(kRecvBatch * kRecvSlot);
+  std::array<mmsghdr, kRecvBatch> messages{};
+  std::array<iovec, kRecvBatch> iov{};
+  std::array<pollfd, 2> ends{pollfd{x, POLLIN, 0}, pollfd{y, POLLIN, 0}};
+  for (;;) {
+    if (::poll(ends.data(), ends.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      ::_exit(1);
+    }
+    for (size_t from = 0; from < 2; ++from) {
+      const short events = ends[from].revents;
+      if (events & (POLLHUP | POLLERR | POLLNVAL)) ::_exit(0);
+      if (!(events & POLLIN)) continue;
+      for (size_t i = 0; i < kRecvBatch; ++i) {
+        iov[i] = iovec{buffers.data() + i * kRecvSlot, kRecvSlot};
+        messages[i] = mmsghdr{};
+        messages[i].msg_hdr.msg_iov = &iov[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+      }
+      const int n = ::recvmmsg(ends[from].fd, messages.data(), kRecvBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) continue;
+      for (int i = 0; i < n; ++i) iov[i].iov_len = messages[i].msg_len;
+      for (int done = 0; done < n;) {
+        const int k = ::sendmmsg(ends[1 - from].fd, messages.data() + done, static_cast<unsigned>(n - done), 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) ::_exit(0);
+        done += k;
+      }
+    }
+  }
+}
+
+CellResult run_relay(const TrafficOptions& o) {
+  int a[2], b[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, a) != 0 ||
+      ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, b) != 0) {
+    die(fmt::format("socketpair: {}", std::strerror(errno)));
+  }
+  prepare_client(a[1]);  // blocking, the same buffers as everywhere else
+  prepare_client(b[1]);
+  std::fflush(stdout);
+  const pid_t pid = ::fork();
+  if (pid < 0) die(fmt::format("fork: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::close(a[0]);
+    ::close(b[0]);
+    relay_child(a[1], b[1]);
+  }
+  ::close(a[1]);
+  ::close(b[1]);
+  if (verbose) fmt::print(stderr, " [relay pid {}]", pid);
+  CellResult cell;
+  cell.traffic = run_traffic(a[0], b[0], o, pid, cell.cpu);
+  ::close(a[0]);
+  ::close(b[0]);
+  ::waitpid(pid, nullptr, 0);
+  cell.ok = true;
+  return cell;
+}
+
 // ---------------------------------------------------------------------------
 // vde_switch.
 // ---------------------------------------------------------------------------
@@ -713,7 +787,7 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes{64, 1514};
   size_t batch = 32;
   int repeat = 1;
-  bool no_vde = false, no_capture = false, keep = false;
+  bool no_vde = false, no_capture = false, no_relay = false, keep = false;
   std::string capture_dir_option, vde_switch = "vde_switch";
   app.add_option("--seconds", seconds, "Timed traffic per run, in seconds")->check(CLI::Range(0.1, 600.0))
       ->capture_default_str();
@@ -727,6 +801,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100))->capture_default_str();
   app.add_flag("--no-vde", no_vde, "Skip vde_switch");
   app.add_flag("--no-capture", no_capture, "Skip the capture-on runs");
+  app.add_flag("--no-relay", no_relay, "Skip the minimal forwarder (the floor of a switch process; see the header)");
   app.add_option("--capture-dir", capture_dir_option,
                  "Where capture-on runs write their pcap files (default: a temporary directory)");
   app.add_flag("--keep-captures", keep, "Keep the pcap files of the last capture-on run");
@@ -749,10 +824,10 @@ int main(int argc, char** argv) {
 
   struct Row {
     size_t size;
-    std::vector<CellResult> off, on, vde, direct;
+    std::vector<CellResult> off, on, vde, direct, relay;
   };
   std::vector<Row> rows;
-  for (size_t size : sizes) rows.push_back(Row{size, {}, {}, {}, {}});
+  for (size_t size : sizes) rows.push_back(Row{size, {}, {}, {}, {}, {}});
   // Cells of one size run back to back, in reverse order every other round,
   // so that a slow spell of the machine does not always hit the same column.
   for (int r = 0; r < repeat; ++r) {
@@ -780,6 +855,12 @@ int main(int argc, char** argv) {
         fmt::print(stderr, " direct");
         row.direct.push_back(run_direct(o));
       });
+      if (!no_relay) {
+        cells.push_back([&] {
+          fmt::print(stderr, " relay");
+          row.relay.push_back(run_relay(o));
+        });
+      }
       if (r % 2 == 1) std::reverse(cells.begin(), cells.end());
       for (auto& cell : cells) cell();
       fmt::print(stderr, "\n");
@@ -789,7 +870,7 @@ int main(int argc, char** argv) {
   fmt::print("| frames | capture | twoostwo fps | vde_switch fps | ratio | drops twoostwo / vde_switch |"
              " switch CPU ns/frame twoostwo / vde_switch | CPU ratio |\n");
   fmt::print("|---:|---|---:|---:|---:|---:|---:|---:|\n");
-  std::vector<std::string> costs, details, ceilings;
+  std::vector<std::string> costs, details, ceilings, floors;
   for (Row& row : rows) {
     const CellResult& off = median(row.off);
     const CellResult* on = row.on.empty() ? nullptr : &median(row.on);
@@ -836,10 +917,23 @@ int main(int argc, char** argv) {
     const CellResult& direct = median(row.direct);
     detail("direct (no switch)", direct);
     ceilings.push_back(fmt::format("{} B: {}{}", row.size, grouped(direct.traffic.fps()), spread(row.direct)));
+    if (!row.relay.empty()) {
+      const CellResult& relay = median(row.relay);
+      detail("relay (minimal forwarder)", relay);
+      floors.push_back(fmt::format("{} B: {}{}{}", row.size, grouped(relay.traffic.fps()), spread(row.relay),
+                                   vde && vde->traffic.fps() > 0
+                                       ? fmt::format(" = {:.2f}× vde_switch", relay.traffic.fps() / vde->traffic.fps())
+                                       : ""));
+    }
   }
   if (!costs.empty()) fmt::print("\ncapture cost (target ≤ 20%): {}\n", fmt::join(costs, "; "));
   fmt::print("\nclients' ceiling, frames/s (the same sender and receiver on one socketpair, no switch): {}\n",
              fmt::join(ceilings, "; "));
+  if (!floors.empty()) {
+    fmt::print("best a switch process on SOCK_SEQPACKET ports can do here, frames/s (a minimal forwarder: poll,"
+               " recvmmsg, sendmmsg, nothing else): {}\n",
+               fmt::join(floors, "; "));
+  }
   fmt::print("\ndetails of the median runs: offered = frames/s the sender got into its socket; switch CPU over the"
              " timed part; port drops include the warm-up\n");
   fmt::print("| frames | switch | offered fps | Mbit/s received | switch CPU | CPU ns per frame received / sent |"
