@@ -129,10 +129,12 @@ class CliLab {
   /// `twoostwo ARGS`, stdout and stderr merged.
   CliRun run(const std::string& args) const { return run_shell(command(args) + " 2>&1"); }
 
-  /// `twoostwo up ARGS`; once it is up, the supervisor and the monitors are
-  /// remembered, for the destructor.
-  CliRun up(const std::string& args = "") {
-    CliRun r = run("up " + args);
+  /// `twoostwo up --owner-pid OWNER ARGS`; once it is up, the supervisor and
+  /// the monitors are remembered, for the destructor. The owner is this test
+  /// process unless said otherwise: a test that CTest kills at its timeout
+  /// (no destructor runs then) takes its lab down with it.
+  CliRun up(const std::string& args = "", int owner = ::getpid()) {
+    CliRun r = run("up --owner-pid " + std::to_string(owner) + " " + args);
     if (r.status == 0) {
       supervisor_ = listener_pid(control_socket());
       pids_.insert(supervisor_);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -178,11 +180,20 @@ int cmd_validate(const std::vector<std::string>& files) {
   return status;
 }
 
+// `up --owner-pid`: the process whose end brings the lab down, as a pidfd
+// (pidfd_open(2): close-on-exec, so no monitor inherits it; readable once
+// the process has ended, whether it exited or was killed).
+struct Owner {
+  pid_t pid = 0;
+  int pidfd = -1;  // -1: no owner
+};
+
 // Run the supervisor in this process until the lab stops. `progress_fd`
 // receives progress lines and then "@@ready" or "@@failed WHY" (the parent of
-// a detached supervisor reads them); -1 prints to stdout instead.
+// a detached supervisor reads them); -1 prints to stdout instead. The lab
+// stops on SIGINT or SIGTERM, and when `owner` ends.
 int run_supervisor(topology::Lab lab, const fs::path& run_dir, std::chrono::seconds timeout, int progress_fd,
-                   bool foreground) {
+                   bool foreground, Owner owner) {
   boost::asio::io_context io;
   // By reference: a detached supervisor closes progress_fd once the lab is
   // up, and later lines (a monitor's exit) go to stdout, its log — not to
@@ -221,6 +232,15 @@ int run_supervisor(topology::Lab lab, const fs::path& run_dir, std::chrono::seco
   stop_signals.async_wait([&](const boost::system::error_code& e, int) {
     if (!e) supervisor->stop();
   });
+  std::optional<boost::asio::posix::stream_descriptor> owner_end;
+  if (owner.pidfd >= 0) {
+    owner_end.emplace(io, owner.pidfd);
+    owner_end->async_wait(boost::asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& e) {
+      if (e) return;
+      say(fmt::format("owner process {} ended: stopping the lab", owner.pid));
+      supervisor->stop();
+    });
+  }
   if (auto started = supervisor->start(); !started) {
     say("@@failed " + started.error().message);
     return kFailed;
@@ -229,8 +249,18 @@ int run_supervisor(topology::Lab lab, const fs::path& run_dir, std::chrono::seco
   return status;
 }
 
-int cmd_up(const std::optional<std::string>& file, bool foreground, int timeout_s) {
+int cmd_up(const std::optional<std::string>& file, bool foreground, int timeout_s, pid_t owner_pid) {
   topology::Lab lab = load(file);
+  Owner owner;
+  if (owner_pid > 0) {
+    owner.pid = owner_pid;
+    // syscall(2): glibc 2.36's <sys/pidfd.h> lacks the extern "C" for C++.
+    owner.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, owner_pid, 0));
+    if (owner.pidfd < 0) {
+      die(fmt::format("--owner-pid {}: {}", owner_pid, errno == ESRCH ? "no such process" : std::strerror(errno)),
+          kInvalid);
+    }
+  }
   const fs::path run_dir = run_root() / lab.name;
   if (const int fd = connect_unix(run_dir / "control.sock"); fd >= 0) {
     ::close(fd);
@@ -258,7 +288,7 @@ int cmd_up(const std::optional<std::string>& file, bool foreground, int timeout_
         std::fflush(stdout);
       }
     });
-    const int status = run_supervisor(std::move(lab), run_dir, timeout, pipe_fds[1], true);
+    const int status = run_supervisor(std::move(lab), run_dir, timeout, pipe_fds[1], true, owner);
     ::close(pipe_fds[1]);
     printer.join();
     ::close(pipe_fds[0]);
@@ -283,7 +313,7 @@ int cmd_up(const std::optional<std::string>& file, bool foreground, int timeout_
       ::dup2(log, 2);
     }
     ::signal(SIGPIPE, SIG_IGN);
-    std::_Exit(run_supervisor(std::move(lab), run_dir, timeout, pipe_fds[1], false));
+    std::_Exit(run_supervisor(std::move(lab), run_dir, timeout, pipe_fds[1], false, owner));
   }
   ::close(pipe_fds[1]);
   int status = kFailed;
@@ -493,6 +523,11 @@ int main(int argc, char** argv) {
   up->add_option("FILE", up_file, "topology file");
   up->add_flag("--foreground", foreground, "stay attached: print progress, stop the lab on Ctrl-C or SIGTERM");
   up->add_option("--timeout", timeout, "seconds every guest gets to become ready")->capture_default_str();
+  pid_t owner_pid = 0;
+  up->add_option("--owner-pid", owner_pid,
+                 "bring the lab down when process PID ends, however it ends (for scripts and test harnesses that "
+                 "must not leave a lab running when they are killed)")
+      ->check(CLI::PositiveNumber);
 
   auto* status = app.add_subcommand("status", "nodes, states, addresses, links, frame counters and capture files");
   bool as_json = false;
@@ -526,7 +561,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : kInvalid;
   }
   if (validate->parsed()) return cmd_validate(files);
-  if (up->parsed()) return cmd_up(up_file, foreground, timeout);
+  if (up->parsed()) return cmd_up(up_file, foreground, timeout, owner_pid);
   if (status->parsed()) return cmd_status(lab_name, as_json);
   if (down->parsed()) return cmd_down(lab_name);
   if (exec->parsed()) return cmd_exec(lab_name, node, words, exec_timeout);

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -137,6 +138,52 @@ TEST_F(DefaultLab, ZDownLeavesNoProcessAndCompleteCaptures) {
   const CliRun status_after = run("status");
   EXPECT_EQ(status_after.status, 1);
   EXPECT_NE(status_after.out.find("no lab is running"), std::string::npos) << status_after.out;
+}
+
+// `up --owner-pid`: a one-node lab owned by a `sleep`; when the sleep is
+// killed, the supervisor brings the lab down as `down` would (monitor gone,
+// control socket gone, capture complete).
+TEST(OwnedLab, GoesDownWhenItsOwnerProcessEnds) {
+  twoostwo::testing::require_guest_image();
+  CliLab lab("owned");
+  std::ofstream(lab.dir() / "owned.yaml") << "name: owned\n"
+                                             "captures: captures\n"
+                                             "nodes:\n"
+                                             "  carol:\n"
+                                             "    nics:\n"
+                                             "      eth0: {model: rtl8029, addresses: [10.0.0.3/24]}\n"
+                                             "switches:\n"
+                                             "  sw1: {}\n"
+                                             "links:\n"
+                                             "  - [carol:eth0, sw1]\n";
+  const pid_t owner = ::fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    ::execl("/bin/sleep", "sleep", "600", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  const CliRun up = lab.up("owned.yaml", owner);
+  ASSERT_EQ(up.status, 0) << up.out;
+  const json s = lab.status();
+  ASSERT_EQ(s["nodes"].size(), 1u);
+  const int carol = s["nodes"][0]["pid"].get<int>();
+  const int supervisor = lab.supervisor_pid();
+  ASSERT_TRUE(alive(carol));
+  ASSERT_TRUE(alive(supervisor));
+  const std::string capture = s["links"][0]["capture"];
+  EXPECT_EQ(lab.run("exec carol -- ping -c 1 -W 1 10.0.0.9").status, 1)
+      << "nobody answers, but the ARP requests reach the link";
+
+  ::kill(owner, SIGKILL);
+  ::waitpid(owner, nullptr, 0);
+  for (int i = 0; i < 100 && (alive(supervisor) || alive(carol)); ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(alive(carol)) << "carol's monitor is gone";
+  EXPECT_FALSE(alive(supervisor)) << "the supervisor is gone";
+  EXPECT_FALSE(lab.running()) << "the control socket is gone";
+  EXPECT_EQ(twoostwo::testing::tshark(capture).status, 0) << capture << " is a complete capture";
+  EXPECT_GE(twoostwo::testing::tshark_count(capture, "arp"), 1) << capture;
+  const std::string log = twoostwo::testing::slurp(lab.dir() / "run" / "owned" / "supervisor.out");
+  EXPECT_NE(log.find("owner process " + std::to_string(owner) + " ended: stopping the lab"), std::string::npos) << log;
 }
 
 }  // namespace
