@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -179,15 +180,25 @@ fabric::Result<void> Supervisor::start() {
   }
   if (auto built = build_fabric(); !built) return built;
 
-  // The control socket.
+  // The control socket. Bound under a temporary name and renamed once it
+  // listens, so that its file appears only when it accepts connections
+  // (`twoostwo` finds labs by it; as Console::listen in the monitor).
   const fs::path control = options_.run_dir / "control.sock";
+  const fs::path temporary = options_.run_dir / "control.sock~";
   fs::remove(control, ec);
+  fs::remove(temporary, ec);
   control_ = std::make_unique<stream_protocol::acceptor>(io_);
   boost::system::error_code bec;
   control_->open(stream_protocol(), bec);
-  if (!bec) control_->bind(stream_protocol::endpoint(control.string()), bec);
+  if (!bec) control_->bind(stream_protocol::endpoint(temporary.string()), bec);
   if (!bec) control_->listen(16, bec);
-  if (bec) return fabric::fail(fmt::format("control socket '{}': {}", control.string(), bec.message()));
+  if (!bec && ::rename(temporary.c_str(), control.c_str()) != 0) {
+    bec = boost::system::error_code(errno, boost::system::system_category());
+  }
+  if (bec) {
+    fs::remove(temporary, ec);
+    return fabric::fail(fmt::format("control socket '{}': {}", control.string(), bec.message()));
+  }
   accept_control();
 
   sigchld_.async_wait([this, alive = alive_](const boost::system::error_code& e, int) {

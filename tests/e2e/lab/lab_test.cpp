@@ -59,6 +59,9 @@ TEST_F(DefaultLab, UpReportsEachNodeReadyAndReturns) {
   const CliRun again = run("up");
   EXPECT_EQ(again.status, 1) << again.out;
   EXPECT_NE(again.out.find("lab 'default' is already up"), std::string::npos) << again.out;
+  // The control socket is bound as control.sock~ and renamed once it listens.
+  EXPECT_TRUE(fs::exists(lab_->control_socket()));
+  EXPECT_FALSE(fs::exists(lab_->control_socket().string() + "~"));
 }
 
 TEST_F(DefaultLab, StatusListsNodesLinksAndCaptures) {
