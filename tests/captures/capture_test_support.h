@@ -31,6 +31,7 @@
 #include <fmt/format.h>
 
 #include "tests/support/files.h"
+#include "tests/support/process.h"
 #include "switch/frame.h"
 #include "switch/port.h"
 
@@ -139,63 +140,14 @@ inline bool have_program(const std::string& program) {
   return false;
 }
 
-/// A child process (found on $PATH) with stdin from `stdin_fd` (or
-/// /dev/null) and stdout/stderr in files. Killed on destruction if running.
-class Child {
+/// A ChildProcess with its stdout/stderr files in a temporary directory of
+/// its own. Killed on destruction if running.
+class Child : private TempDir, public twoostwo::testing::ChildProcess {
  public:
-  Child(std::vector<std::string> argv_strings, int stdin_fd = -1)
-      : dir_(), out_(dir_.path() / "stdout"), err_(dir_.path() / "stderr") {
-    std::vector<char*> argv;
-    for (auto& a : argv_strings) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (stdin_fd >= 0) {
-      posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
-    } else {
-      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    }
-    posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (posix_spawnp(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  ~Child() {
-    if (pid_ > 0 && !status_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  bool started() const { return pid_ > 0; }
-  /// Reap without waiting; true once it has exited.
-  bool exited() {
-    if (status_) return true;
-    if (pid_ <= 0) return true;
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) == pid_) status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return status_.has_value();
-  }
-  /// Wait (up to `timeout`) for the exit status; -1 on timeout or no start.
-  int wait(std::chrono::milliseconds timeout = 60s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!exited()) {
-      if (std::chrono::steady_clock::now() >= deadline) return -1;
-      std::this_thread::sleep_for(2ms);
-    }
-    return pid_ > 0 ? *status_ : -1;
-  }
-  int status() const { return status_.value_or(-1); }
-  std::string out() const { return slurp(out_); }
-  std::string err() const { return slurp(err_); }
-
- private:
-  TempDir dir_;
-  std::filesystem::path out_, err_;
-  pid_t pid_ = -1;
-  std::optional<int> status_;
+  explicit Child(std::vector<std::string> argv, int stdin_fd = -1)
+      : TempDir(), ChildProcess(path(), std::move(argv), {}, stdin_fd) {}
+  /// Waits (up to `timeout`) for the exit status; -1 on timeout or no start.
+  int wait(std::chrono::milliseconds timeout = 60s) { return ChildProcess::wait(timeout); }
 };
 
 struct RunResult {
