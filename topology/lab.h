@@ -71,6 +71,9 @@ struct Defaults {
   Image image;                              // "default"
   unsigned memory_mib = 128;                // MiB, 16..3072 (twoostwo-vmm --memory)
   CpuEngine cpu_engine = CpuEngine::kAuto;  //
+  /// Milliseconds 0..1000 (twoostwo-vmm --timer-slack); nullopt: the
+  /// monitor's default.
+  std::optional<unsigned> timer_slack_ms;
   NicModel nic_model = NicModel::kRtl8029;  // model of NICs that name none
   Position pos;
 };
@@ -119,6 +122,9 @@ struct Node {
   Image image;
   unsigned memory_mib = 128;
   CpuEngine cpu_engine = CpuEngine::kAuto;
+  /// How late (ms, 0..1000) the halted guest's timer interrupt may come
+  /// (twoostwo-vmm --timer-slack); nullopt: the monitor's default.
+  std::optional<unsigned> timer_slack_ms;
   std::vector<Nic> nics;  // ordered by index (eth0 first)
   std::vector<Route> routes;
   /// IP forwarding (net.ipv4.ip_forward, and IPv6 forwarding when the node

@@ -23,8 +23,11 @@ using Keys = std::span<const std::string_view>;
 
 // The keys each map may hold (docs/topology.md; docs/topology.schema.json).
 constexpr std::string_view kLabKeys[] = {"name", "captures", "defaults", "nodes", "switches", "links"};
-constexpr std::string_view kDefaultsKeys[] = {"image", "memory", "cpu_engine", "nic_model"};
-constexpr std::string_view kNodeKeys[] = {"image", "memory", "cpu_engine", "nics", "routes", "forwarding", "run"};
+constexpr std::string_view kDefaultsKeys[] = {"image", "memory", "cpu_engine", "timer_slack", "nic_model"};
+constexpr std::string_view kNodeKeys[] = {"image", "memory",     "cpu_engine", "timer_slack",
+                                          "nics",  "routes",     "forwarding", "run"};
+// twoostwo-vmm --timer-slack accepts 0..1000 ms.
+constexpr unsigned kMaxTimerSlackMs = 1000;
 constexpr std::string_view kImageKeys[] = {"kernel", "initrd", "cmdline"};
 constexpr std::string_view kNicKeys[] = {"model", "mac", "io", "irq", "addresses"};
 constexpr std::string_view kRouteKeys[] = {"to", "via", "dev"};
@@ -421,7 +424,7 @@ class Loader {
   void read_defaults(const Field& f) {
     if (f.value.IsNull()) return;
     if (!f.value.IsMap()) {
-      type_error(f, "", "a map of image, memory, cpu_engine and nic_model");
+      type_error(f, "", "a map of image, memory, cpu_engine, timer_slack and nic_model");
       return;
     }
     Defaults& d = lab_.defaults;
@@ -438,6 +441,9 @@ class Loader {
     }
     if (const Field* x = df.get("cpu_engine")) {
       if (auto e = read_cpu_engine(*x, "defaults")) d.cpu_engine = *e;
+    }
+    if (const Field* x = df.get("timer_slack")) {
+      if (auto t = read_timer_slack(*x, "defaults")) d.timer_slack_ms = *t;
     }
     if (const Field* x = df.get("nic_model")) {
       if (auto m = read_nic_model(*x, "defaults")) d.nic_model = *m;
@@ -516,6 +522,15 @@ class Loader {
     return static_cast<unsigned>(*v);
   }
 
+  std::optional<unsigned> read_timer_slack(const Field& f, std::string_view ctx) {
+    const auto v = parse_uint(f.value);
+    if (!v || *v > kMaxTimerSlackMs) {
+      type_error(f, ctx, fmt::format("a whole number of milliseconds from 0 to {}", kMaxTimerSlackMs));
+      return std::nullopt;
+    }
+    return static_cast<unsigned>(*v);
+  }
+
   std::optional<CpuEngine> read_cpu_engine(const Field& f, std::string_view ctx) {
     if (!f.value.IsScalar()) {
       type_error(f, ctx, "auto, kvm or emulator");
@@ -558,6 +573,7 @@ class Loader {
       node.image = lab_.defaults.image;
       node.memory_mib = lab_.defaults.memory_mib;
       node.cpu_engine = lab_.defaults.cpu_engine;
+      node.timer_slack_ms = lab_.defaults.timer_slack_ms;
       bool own_image = false;
       if (n.value.IsMap()) {
         const Fields nf = fields(n.value, ctx, kNodeKeys);
@@ -572,6 +588,9 @@ class Loader {
         }
         if (const Field* x = nf.get("cpu_engine")) {
           if (auto e = read_cpu_engine(*x, ctx)) node.cpu_engine = *e;
+        }
+        if (const Field* x = nf.get("timer_slack")) {
+          if (auto t = read_timer_slack(*x, ctx)) node.timer_slack_ms = *t;
         }
         if (const Field* x = nf.get("nics")) read_nics(*x, ctx, node);
         if (const Field* x = nf.get("routes")) read_routes(*x, ctx, node);

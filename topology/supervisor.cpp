@@ -246,6 +246,10 @@ fabric::Result<void> Supervisor::spawn(NodeRun& run) {
     args.push_back("--cmdline");
     args.push_back(*node.image.cmdline);
   }
+  if (node.timer_slack_ms) {
+    args.push_back("--timer-slack");
+    args.push_back(std::to_string(*node.timer_slack_ms));
+  }
   // Monitor ends of the NICs' socketpairs, moved to fd 3, 4, … in the child.
   std::vector<int> fds;
   for (size_t i = 0; i < node.nics.size(); ++i) {

@@ -95,6 +95,7 @@ TEST_F(LabTest, TwoHosts) {
   EXPECT_EQ(alice.name, "alice");
   EXPECT_EQ(alice.memory_mib, 128u);
   EXPECT_EQ(alice.cpu_engine, CpuEngine::kAuto);
+  EXPECT_EQ(alice.timer_slack_ms, std::nullopt) << "the monitor's default";
   EXPECT_EQ(alice.pos, (Position{14, 3}));
   // twoostwo-vmm --name alice --nic model=rtl8029 reports this MAC for its
   // card, so the lab and the monitor agree.
@@ -317,20 +318,22 @@ TEST_F(LabTest, NicsAreOrderedByNameWhateverTheFileOrder) {
 TEST_F(LabTest, DefaultsApplyToNodesThatSayNothing) {
   const Lab lab = parse(R"(
 name: d
-defaults: {image: i386, memory: 256, cpu_engine: emulator, nic_model: ne2000}
+defaults: {image: i386, memory: 256, cpu_engine: emulator, timer_slack: 20, nic_model: ne2000}
 nodes:
   a: {nics: {eth0: {}}}
-  b: {memory: 64, cpu_engine: kvm, image: x86_64, nics: {eth0: {model: rtl8029}}}
+  b: {memory: 64, cpu_engine: kvm, timer_slack: 0, image: x86_64, nics: {eth0: {model: rtl8029}}}
 )");
   const Node& a = lab.nodes.at(0);
   EXPECT_EQ(a.memory_mib, 256u);
   EXPECT_EQ(a.cpu_engine, CpuEngine::kEmulator);
+  EXPECT_EQ(a.timer_slack_ms, 20u);
   EXPECT_EQ(a.image.name, "i386");
   EXPECT_EQ(a.image.kernel, tmp_.path() / "guest/i386/vmlinuz");
   EXPECT_EQ(a.nics.at(0).model, NicModel::kNe2000);
   const Node& b = lab.nodes.at(1);
   EXPECT_EQ(b.memory_mib, 64u);
   EXPECT_EQ(b.cpu_engine, CpuEngine::kKvm);
+  EXPECT_EQ(b.timer_slack_ms, 0u);
   EXPECT_EQ(b.image.initrd, tmp_.path() / "guest/x86_64/initrd.cpio");
   EXPECT_EQ(lab.defaults.memory_mib, 256u);
 }

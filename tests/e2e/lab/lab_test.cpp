@@ -145,7 +145,8 @@ TEST_F(DefaultLab, ZDownLeavesNoProcessAndCompleteCaptures) {
 
 // `up --owner-pid`: a one-node lab owned by a `sleep`; when the sleep is
 // killed, the supervisor brings the lab down as `down` would (monitor gone,
-// control socket gone, capture complete).
+// control socket gone, capture complete). The same boot checks that a
+// node's timer_slack reaches its monitor.
 TEST(OwnedLab, GoesDownWhenItsOwnerProcessEnds) {
   twoostwo::testing::require_guest_image();
   CliLab lab("owned");
@@ -153,6 +154,7 @@ TEST(OwnedLab, GoesDownWhenItsOwnerProcessEnds) {
                                              "captures: captures\n"
                                              "nodes:\n"
                                              "  carol:\n"
+                                             "    timer_slack: 30\n"
                                              "    nics:\n"
                                              "      eth0: {model: rtl8029, addresses: [10.0.0.3/24]}\n"
                                              "switches:\n"
@@ -173,6 +175,9 @@ TEST(OwnedLab, GoesDownWhenItsOwnerProcessEnds) {
   const int supervisor = lab.supervisor_pid();
   ASSERT_TRUE(alive(carol));
   ASSERT_TRUE(alive(supervisor));
+  // The node's timer_slack reaches its monitor.
+  const std::string cmdline = twoostwo::testing::slurp("/proc/" + std::to_string(carol) + "/cmdline");
+  EXPECT_NE(cmdline.find(std::string("--timer-slack\0" "30\0", 17)), std::string::npos);
   const std::string capture = s["links"][0]["capture"];
   EXPECT_EQ(lab.run("exec carol -- ping -c 1 -W 1 10.0.0.9").status, 1)
       << "nobody answers, but the ARP requests reach the link";
