@@ -254,9 +254,10 @@ void Monitor::Impl::wait_while_halted() {
   }
   halt_waiting.store(false);
   if (nic_polling.exchange(false)) {
-    // The I/O thread may have left a frame to this thread just before the
-    // flag fell: take it now (it would otherwise wait for the next frame's
-    // readiness edge).
+    // The I/O thread stopped waiting on sockets it left to this thread: it
+    // waits again. It may have left a frame just before the flag fell: take
+    // it now.
+    nics->resume_io();
     nics->receive_pending();
   }
 }

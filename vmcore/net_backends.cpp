@@ -115,6 +115,16 @@ void SocketBackend::start(boost::asio::io_context& io, FrameHandler on_frame, st
   arm();
 }
 
+void SocketBackend::resume() {
+  // Start the wait here rather than post it to the I/O thread, which would
+  // wake that thread on every halt the guest leaves. Safe: while parked,
+  // the I/O thread has no operation on waiter_ and does not touch it (the
+  // exchange hands it over), and the reactor serialises starting a wait
+  // with its own thread. A frame already waiting ends the wait at once, and
+  // the I/O thread takes it (or the caller's receive_now does first).
+  if (waiter_ && parked_.exchange(false)) arm();
+}
+
 void SocketBackend::stop() {
   if (waiter_) {
     boost::system::error_code ec;
@@ -131,10 +141,16 @@ void SocketBackend::arm() {
 
 void SocketBackend::drain() {
   if (defer_ && defer_()) {
-    // Another thread polls the socket and receives (receive_now); readiness
-    // is edge-triggered here, so this wait ends with the next frame.
-    arm();
-    return;
+    // Another thread polls the socket and receives (receive_now). Waiting
+    // again now would end at once while the frames are still there (Asio
+    // re-arms the descriptor with EPOLL_CTL_MOD, which reports a readable
+    // socket again): a busy loop on this thread until the poller has taken
+    // them, competing with it for a core. So stop waiting until resume().
+    // If `defer` fell meanwhile, this thread or resume() -- whichever
+    // clears parked_ -- goes on (seq_cst on both sides: one of them sees
+    // the other's store).
+    parked_.store(true);
+    if (defer_() || !parked_.exchange(false)) return;
   }
   {
     std::lock_guard lock(rx_mu_);

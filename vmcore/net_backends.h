@@ -74,9 +74,16 @@ class SocketBackend final : public nic::NetBackend {
   /// Start receiving on `io` (whose thread then calls `on_frame`). Call once.
   /// `defer` (optional) is asked, on the I/O thread, each time the socket
   /// becomes readable: while it returns true the I/O thread leaves the
-  /// frames waiting, for a thread that polls fd() and calls receive_now()
-  /// (the Monitor's halted CPU thread), and only waits for more.
+  /// frames to a thread that polls fd() and calls receive_now() (the
+  /// Monitor's halted CPU thread) and stops waiting on the socket (a wait
+  /// started while the frames are still there would end at once, again and
+  /// again, until the poller took them). That thread calls resume() once it
+  /// has stopped polling and `defer` returns false again.
   void start(boost::asio::io_context& io, FrameHandler on_frame, std::function<bool()> defer = {});
+  /// After `defer` (start()) has turned false: if the I/O thread stopped
+  /// waiting on the socket for the poller, it receives what is waiting and
+  /// waits again. Any thread; does nothing if the I/O thread is waiting.
+  void resume();
   /// Stop receiving (on the I/O thread, or after it has stopped).
   void stop();
 
@@ -125,6 +132,9 @@ class SocketBackend final : public nic::NetBackend {
   std::function<bool()> defer_;
   std::function<bool()> room_;
   std::atomic<bool> held_back_{false};
+  // The I/O thread left the socket to the poller (`defer`) and does not wait
+  // on it; whichever of drain() and resume() clears it waits again.
+  std::atomic<bool> parked_{false};
   std::unique_ptr<boost::asio::posix::stream_descriptor> waiter_;
   std::mutex rx_mu_;               // one receiving thread at a time (order)
   std::vector<std::byte> buffer_;  // guarded by rx_mu_

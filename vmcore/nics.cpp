@@ -297,6 +297,12 @@ size_t NicSet::receive_held_back() {
   return frames;
 }
 
+void NicSet::resume_io() {
+  for (auto& card : cards_) {
+    if (card->socket) card->socket->resume();
+  }
+}
+
 size_t NicSet::receive_pending() {
   size_t frames = 0;
   for (auto& card : cards_) {

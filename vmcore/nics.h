@@ -87,7 +87,8 @@ class NicSet {
 
   /// Start receiving from the backends on `io`'s thread. While `defer`
   /// (optional) returns true, that thread leaves waiting frames to a thread
-  /// that polls receive_fds() and calls receive_pending() (SocketBackend::start).
+  /// that polls receive_fds() and calls receive_pending(), and which calls
+  /// resume_io() when it stops (SocketBackend::start).
   void start(boost::asio::io_context& io, std::function<bool()> defer = {});
   /// Stop receiving (before `io` stops).
   void stop();
@@ -112,6 +113,10 @@ class NicSet {
   /// Monitor's CPU thread, after every run()). Cheap when nothing is held
   /// back. Returns the number of frames handed to the cards.
   size_t receive_held_back();
+  /// Once the thread that polled receive_fds() has stopped (start()'s
+  /// `defer` false again): the I/O thread waits on every socket again
+  /// (SocketBackend::resume).
+  void resume_io();
 
   /// Ask `engine` to buffer guest writes to each card's data port (see the
   /// top of this file), now and whenever an RTL8029's BAR0 moves (the old
