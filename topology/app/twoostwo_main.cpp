@@ -6,8 +6,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -250,7 +250,6 @@ int run_supervisor(topology::Lab lab, const fs::path& run_dir, std::chrono::seco
 }
 
 int cmd_up(const std::optional<std::string>& file, bool foreground, int timeout_s, pid_t owner_pid) {
-  topology::Lab lab = load(file);
   Owner owner;
   if (owner_pid > 0) {
     owner.pid = owner_pid;
@@ -261,6 +260,7 @@ int cmd_up(const std::optional<std::string>& file, bool foreground, int timeout_
           kInvalid);
     }
   }
+  topology::Lab lab = load(file);
   const fs::path run_dir = run_root() / lab.name;
   if (const int fd = connect_unix(run_dir / "control.sock"); fd >= 0) {
     ::close(fd);

@@ -143,6 +143,18 @@ TEST_F(DefaultLab, ZDownLeavesNoProcessAndCompleteCaptures) {
   EXPECT_NE(status_after.out.find("no lab is running"), std::string::npos) << status_after.out;
 }
 
+TEST(OwnedLab, AnOwnerThatIsGoneIsABadArgument) {
+  CliLab lab("gone");
+  const pid_t owner = ::fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) ::_exit(0);
+  ::waitpid(owner, nullptr, 0);  // reaped: the PID names no process now
+  const CliRun up = lab.up("", owner);
+  EXPECT_EQ(up.status, 2) << up.out;
+  EXPECT_NE(up.out.find("--owner-pid " + std::to_string(owner) + ": no such process"), std::string::npos) << up.out;
+  EXPECT_FALSE(lab.running());
+}
+
 // `up --owner-pid`: a one-node lab owned by a `sleep`; when the sleep is
 // killed, the supervisor brings the lab down as `down` would (monitor gone,
 // control socket gone, capture complete). The same boot checks that a
