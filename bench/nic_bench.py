@@ -26,7 +26,8 @@ mode TCG's guest TSC is the host's (QEMU cpu_get_host_ticks; checked here:
 with it, guest uptime kept to host time within 0.3% over 20 s), so the QEMU
 guests get tsc_early_khz set to the host's TSC rate, measured by
 host_tsc_khz(), and use the TSC clocksource as twoOStwo's guests do.
-The table also gives the minimum round-trip, less disturbed by other load
+The table also gives the median and the minimum round-trip, less disturbed
+by other load (one late ping moves the average of 20 a lot)
 on the host than the average.
 
   bench/nic_bench.py [--vmm build/default/vmcore/twoostwo-vmm] [--guest build/guest/i386] [--mib 20]
@@ -41,6 +42,7 @@ import mmap
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,6 +110,8 @@ def measure(a, b, mib):
     if not m:
         raise RuntimeError(f"ping failed: {text}")
     rtt_min, rtt = float(m.group(1)), float(m.group(2))
+    times = [float(t) for t in re.findall(r"time=([0-9.]+) ms", text)]
+    rtt_median = statistics.median(times) if times else float("nan")
     run(b, "rm -f /tmp/recv; (sleep 900 | nc -l -p 5001 > /tmp/recv) </dev/null >/dev/null 2>&1 &")
     run(a, f"dd if=/dev/urandom of=/tmp/send bs=1M count={mib} 2>/dev/null")
     size = mib << 20
@@ -122,7 +126,7 @@ def measure(a, b, mib):
     _, sb = run(b, "md5sum < /tmp/recv")
     if sa != sb:
         raise RuntimeError(f"checksums differ: {sa} {sb}")
-    return rtt, rtt_min, mib / elapsed
+    return rtt, rtt_median, rtt_min, mib / elapsed
 
 
 def twoostwo_side(args, work):
@@ -218,16 +222,19 @@ def main():
     ap.add_argument("--jit", choices=["off", "on"], help="twoostwo-vmm --jit (default: the monitor's default)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="twoostwo-nic-bench-") as work:
-        t_rtt, t_min, t_tp = twoostwo_side(args, work)
-        print(f"twoostwo: rtt {t_rtt:.2f} ms (min {t_min:.2f}), throughput {t_tp:.2f} MiB/s", flush=True)
-        q_rtt, q_min, q_tp = qemu_side(args, work)
-        print(f"qemu:     rtt {q_rtt:.2f} ms (min {q_min:.2f}), throughput {q_tp:.2f} MiB/s", flush=True)
+        t_rtt, t_med, t_min, t_tp = twoostwo_side(args, work)
+        print(f"twoostwo: rtt {t_rtt:.2f} ms (median {t_med:.2f}, min {t_min:.2f}), throughput {t_tp:.2f} MiB/s",
+              flush=True)
+        q_rtt, q_med, q_min, q_tp = qemu_side(args, work)
+        print(f"qemu:     rtt {q_rtt:.2f} ms (median {q_med:.2f}, min {q_min:.2f}), throughput {q_tp:.2f} MiB/s",
+              flush=True)
     def ratio(a, b):
         return f"{a / b:.2f}x" if b > 0 else "-"
 
     print("| what | twoostwo | qemu | twoostwo/QEMU | target |")
     print("|---|---|---|---|---|")
     print(f"| ping round-trip, average (ms) | {t_rtt:.2f} | {q_rtt:.2f} | {ratio(t_rtt, q_rtt)} | <= 1x |")
+    print(f"| ping round-trip, median (ms) | {t_med:.2f} | {q_med:.2f} | {ratio(t_med, q_med)} | |")
     print(f"| ping round-trip, minimum (ms) | {t_min:.2f} | {q_min:.2f} | {ratio(t_min, q_min)} | |")
     print(f"| TCP throughput, {args.mib} MiB (MiB/s) | {t_tp:.2f} | {q_tp:.2f} | {ratio(t_tp, q_tp)} | >= 2x |")
 
