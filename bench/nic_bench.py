@@ -26,9 +26,9 @@ mode TCG's guest TSC is the host's (QEMU cpu_get_host_ticks; checked here:
 with it, guest uptime kept to host time within 0.3% over 20 s), so the QEMU
 guests get tsc_early_khz set to the host's TSC rate, measured by
 host_tsc_khz(), and use the TSC clocksource as twoOStwo's guests do.
-The table also gives the median and the minimum round-trip, less disturbed
-by other load (one late ping moves the average of 20 a lot)
-on the host than the average.
+The table also gives the median and the minimum round-trip, which other
+load on the host disturbs less than the average (one late ping moves the
+average of 20 a lot).
 
   bench/nic_bench.py [--vmm build/default/vmcore/twoostwo-vmm] [--guest build/guest/i386] [--mib 20]
                      [--jit off|on]

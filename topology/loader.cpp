@@ -24,10 +24,8 @@ using Keys = std::span<const std::string_view>;
 // The keys each map may hold (docs/topology.md; docs/topology.schema.json).
 constexpr std::string_view kLabKeys[] = {"name", "captures", "defaults", "nodes", "switches", "links"};
 constexpr std::string_view kDefaultsKeys[] = {"image", "memory", "cpu_engine", "timer_slack", "nic_model"};
-constexpr std::string_view kNodeKeys[] = {"image", "memory",     "cpu_engine", "timer_slack",
-                                          "nics",  "routes",     "forwarding", "run"};
-// twoostwo-vmm --timer-slack accepts 0..1000 ms.
-constexpr unsigned kMaxTimerSlackMs = 1000;
+constexpr std::string_view kNodeKeys[] = {"image", "memory", "cpu_engine", "timer_slack",
+                                          "nics",  "routes", "forwarding", "run"};
 constexpr std::string_view kImageKeys[] = {"kernel", "initrd", "cmdline"};
 constexpr std::string_view kNicKeys[] = {"model", "mac", "io", "irq", "addresses"};
 constexpr std::string_view kRouteKeys[] = {"to", "via", "dev"};
@@ -35,11 +33,12 @@ constexpr std::string_view kSwitchKeys[] = {"ports"};
 constexpr std::string_view kPortKeys[] = {"vlan", "trunk", "native"};
 constexpr std::string_view kLinkKeys[] = {"endpoints", "capture", "local"};
 
-constexpr unsigned kMinMemoryMib = 16;    // twoostwo-vmm --memory
-constexpr unsigned kMaxMemoryMib = 3072;  //
-constexpr unsigned kMaxNics = 4;          // twoostwo-vmm: at most 4 --nic
-constexpr unsigned kBadIndex = ~0u;       // a NIC whose name is not eth0..eth3
-constexpr uint16_t kMinVlan = 1;          // IEEE 802.1Q: 0 and 4095 are reserved
+constexpr unsigned kMinMemoryMib = 16;       // twoostwo-vmm --memory
+constexpr unsigned kMaxMemoryMib = 3072;     //
+constexpr unsigned kMaxTimerSlackMs = 1000;  // twoostwo-vmm --timer-slack
+constexpr unsigned kMaxNics = 4;             // twoostwo-vmm: at most 4 --nic
+constexpr unsigned kBadIndex = ~0u;          // a NIC whose name is not eth0..eth3
+constexpr uint16_t kMinVlan = 1;             // IEEE 802.1Q: 0 and 4095 are reserved
 constexpr uint16_t kMaxVlan = 4094;
 // An NE2000's I/O window and the places its jumpers offer (vmcore/nics.cpp).
 constexpr unsigned kIsaIoMin = 0x200;
@@ -513,22 +512,21 @@ class Loader {
     return std::nullopt;
   }
 
-  std::optional<unsigned> read_memory(const Field& f, std::string_view ctx) {
+  /// A whole number of `unit` from `lo` to `hi`, else a type error.
+  std::optional<unsigned> read_whole(const Field& f, std::string_view ctx, std::string_view unit, unsigned lo,
+                                     unsigned hi) {
     const auto v = parse_uint(f.value);
-    if (!v || *v < kMinMemoryMib || *v > kMaxMemoryMib) {
-      type_error(f, ctx, fmt::format("a whole number of MiB from {} to {}", kMinMemoryMib, kMaxMemoryMib));
+    if (!v || *v < lo || *v > hi) {
+      type_error(f, ctx, fmt::format("a whole number of {} from {} to {}", unit, lo, hi));
       return std::nullopt;
     }
     return static_cast<unsigned>(*v);
   }
-
+  std::optional<unsigned> read_memory(const Field& f, std::string_view ctx) {
+    return read_whole(f, ctx, "MiB", kMinMemoryMib, kMaxMemoryMib);
+  }
   std::optional<unsigned> read_timer_slack(const Field& f, std::string_view ctx) {
-    const auto v = parse_uint(f.value);
-    if (!v || *v > kMaxTimerSlackMs) {
-      type_error(f, ctx, fmt::format("a whole number of milliseconds from 0 to {}", kMaxTimerSlackMs));
-      return std::nullopt;
-    }
-    return static_cast<unsigned>(*v);
+    return read_whole(f, ctx, "milliseconds", 0, kMaxTimerSlackMs);
   }
 
   std::optional<CpuEngine> read_cpu_engine(const Field& f, std::string_view ctx) {
