@@ -146,8 +146,6 @@ class Child : private TempDir, public twoostwo::testing::ChildProcess {
  public:
   explicit Child(std::vector<std::string> argv, int stdin_fd = -1)
       : TempDir(), ChildProcess(path(), std::move(argv), {}, stdin_fd) {}
-  /// Waits (up to `timeout`) for the exit status; -1 on timeout or no start.
-  int wait(std::chrono::milliseconds timeout = 60s) { return ChildProcess::wait(timeout); }
 };
 
 struct RunResult {

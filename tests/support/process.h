@@ -70,7 +70,7 @@ class ChildProcess {
   }
   /// The exit status; 128+N if it died of signal N; -1 on timeout (the
   /// child keeps running) or if it could not be started.
-  int wait(std::chrono::milliseconds timeout) {
+  int wait(std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!exited()) {
       if (std::chrono::steady_clock::now() >= deadline) return -1;
