@@ -258,6 +258,18 @@ struct TrafficResult {
   uint64_t drops() const { return sent > received ? sent - received : 0; }
 };
 
+// Messages for one recvmmsg(2) of up to kRecvBatch frames: message i
+// receives into slot i of `buffers` (kRecvSlot bytes each).
+void point_at_slots(std::array<mmsghdr, kRecvBatch>& messages, std::array<iovec, kRecvBatch>& iov,
+                    std::byte* buffers) {
+  for (size_t i = 0; i < kRecvBatch; ++i) {
+    iov[i] = iovec{buffers + i * kRecvSlot, kRecvSlot};
+    messages[i] = mmsghdr{};
+    messages[i].msg_hdr.msg_iov = &iov[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+  }
+}
+
 // The receiver: counts and checks timed frames until the sender is done and
 // either every frame arrived or none came for 300 ms.
 class Receiver {
@@ -273,12 +285,7 @@ class Receiver {
     bool started = false;
     Clock::time_point first{}, last{}, idle_since = Clock::now();
     for (;;) {
-      for (size_t i = 0; i < kRecvBatch; ++i) {
-        iov[i] = iovec{buffers_.data() + i * kRecvSlot, kRecvSlot};
-        messages[i] = mmsghdr{};
-        messages[i].msg_hdr.msg_iov = &iov[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-      }
+      point_at_slots(messages, iov, buffers_.data());
       const int n = ::recvmmsg(fd_, messages.data(), kRecvBatch, MSG_WAITFORONE, nullptr);
       if (n <= 0) {
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -621,12 +628,7 @@ CellResult run_direct(const TrafficOptions& o) {
       const short events = ends[from].revents;
       if (events & (POLLHUP | POLLERR | POLLNVAL)) ::_exit(0);
       if (!(events & POLLIN)) continue;
-      for (size_t i = 0; i < kRecvBatch; ++i) {
-        iov[i] = iovec{buffers.data() + i * kRecvSlot, kRecvSlot};
-        messages[i] = mmsghdr{};
-        messages[i].msg_hdr.msg_iov = &iov[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-      }
+      point_at_slots(messages, iov, buffers.data());
       const int n = ::recvmmsg(ends[from].fd, messages.data(), kRecvBatch, MSG_DONTWAIT, nullptr);
       if (n <= 0) continue;
       for (int i = 0; i < n; ++i) iov[i].iov_len = messages[i].msg_len;
